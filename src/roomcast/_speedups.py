@@ -1,0 +1,62 @@
+"""Chooses the compiled core (ext/*.pyx) or its pure-Python twin.
+
+The rest of roomcast reads these names through this module only, as
+``_speedups.NAME`` at call time, so that the test suite can swap the
+implementation with :func:`use` without re-importing anything.
+
+ROOMCAST_NO_EXTENSIONS=1 selects the twin; ROOMCAST_REQUIRE_EXTENSIONS=1 turns
+a missing extension into an ImportError.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from typing import TYPE_CHECKING
+
+NO_EXTENSIONS = os.environ.get("ROOMCAST_NO_EXTENSIONS", "") not in ("", "0")
+REQUIRE_EXTENSIONS = os.environ.get("ROOMCAST_REQUIRE_EXTENSIONS", "") not in ("", "0")
+
+_EXPORTS = {
+    "encoder": ("EncodedPacket", "encode_packet", "encode_eio", "ws_frame"),
+    "rooms": ("RoomIndex", "Selection"),
+    "fanout": ("ConnTable", "fanout"),
+}
+
+
+def _modules(pure: bool) -> dict:
+    if pure:
+        from roomcast import _encoder_py as encoder, _fanout_py as fanout, _rooms_py as rooms
+    else:
+        from roomcast import _encoder_c as encoder, _fanout_c as fanout, _rooms_c as rooms
+    return {"encoder": encoder, "rooms": rooms, "fanout": fanout}
+
+
+def use(pure: bool) -> None:
+    """Bind the exported names to one implementation (the tests call this)."""
+    global USING_EXTENSIONS
+    for key, module in _modules(pure).items():
+        for name in _EXPORTS[key]:
+            globals()[name] = getattr(module, name)
+    USING_EXTENSIONS = not pure
+
+
+def extensions_available() -> bool:
+    try:
+        _modules(pure=False)
+    except ImportError:
+        return False
+    return True
+
+
+USING_EXTENSIONS = False
+if TYPE_CHECKING or NO_EXTENSIONS or platform.python_implementation() != "CPython":
+    use(pure=True)
+else:
+    try:
+        use(pure=False)
+    except ImportError:
+        if REQUIRE_EXTENSIONS:
+            raise
+        use(pure=True)
+logging.getLogger("roomcast").debug("compiled core in use: %s", USING_EXTENSIONS)
