@@ -1,0 +1,76 @@
+"""Small WSGI helpers shared by the Engine.IO request handlers."""
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from typing import Callable, Iterable
+from urllib.parse import parse_qs
+
+# Engine.IO error codes and the messages Node's engine.io answers with.
+UNKNOWN_TRANSPORT = 0
+UNKNOWN_SID = 1
+BAD_HANDSHAKE_METHOD = 2
+BAD_REQUEST = 3
+FORBIDDEN = 4
+UNSUPPORTED_PROTOCOL_VERSION = 5
+ERROR_MESSAGES = {
+    UNKNOWN_TRANSPORT: "Transport unknown",
+    UNKNOWN_SID: "Session ID unknown",
+    BAD_HANDSHAKE_METHOD: "Bad handshake method",
+    BAD_REQUEST: "Bad request",
+    FORBIDDEN: "Forbidden",
+    UNSUPPORTED_PROTOCOL_VERSION: "Unsupported protocol version",
+}
+
+Headers = list[tuple[str, str]]
+
+
+def query_of(environ: dict) -> dict[str, str]:
+    """The query string as a dict of first values (Engine.IO never repeats a key)."""
+    return {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
+
+
+def request_headers(environ: dict) -> dict[str, str]:
+    """Request headers with lower-case, dash-separated names, as Node exposes them."""
+    headers = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[key[5:].replace("_", "-").lower()] = value
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    if environ.get("CONTENT_LENGTH"):
+        headers["content-length"] = environ["CONTENT_LENGTH"]
+    return headers
+
+
+def respond(start_response: Callable, status: str, body: bytes | str = b"",
+            content_type: str | None = None, headers: Headers = ()) -> Iterable[bytes]:
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    out = list(headers)
+    if content_type:
+        out.append(("Content-Type", content_type))
+    out.append(("Content-Length", str(len(body))))
+    start_response(status, out)
+    return [body]
+
+
+def error_response(start_response: Callable, code: int, message: str | None = None,
+                   headers: Headers = ()) -> Iterable[bytes]:
+    status = "403 Forbidden" if code == FORBIDDEN else "400 Bad Request"
+    body = json.dumps({"code": code, "message": message or ERROR_MESSAGES[code]},
+                      separators=(",", ":"))
+    return respond(start_response, status, body, "application/json", headers)
+
+
+def compress(body: bytes, accept_encoding: str, threshold: int) -> tuple[bytes, str | None]:
+    """gzip or deflate a polling response as Node's httpCompression does."""
+    if len(body) < threshold:
+        return body, None
+    encodings = [e.split(";")[0].strip() for e in accept_encoding.split(",")]
+    if "gzip" in encodings:
+        return gzip.compress(body, compresslevel=6), "gzip"
+    if "deflate" in encodings:
+        return zlib.compress(body, 6), "deflate"
+    return body, None

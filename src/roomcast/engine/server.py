@@ -1,0 +1,253 @@
+"""The Engine.IO v4 server: request routing, handshakes, options and errors.
+
+It is a WSGI callable for the requests under its ``path`` and is usable on its
+own (like Node's engine.io) or under a Socket.IO server.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from typing import Any, Callable, Iterable
+
+from roomcast import _speedups
+from roomcast.eio_packet import CLOSE, NOOP, PING
+from roomcast.engine import http
+from roomcast.engine.cors import CorsOptions
+from roomcast.engine.socket import EngineSocket
+
+log = logging.getLogger("roomcast.engine")
+
+TRANSPORTS = ("polling", "websocket")
+
+
+def generate_id() -> str:
+    """A 20-character url-safe random id, the shape of Node's base64id."""
+    return base64.urlsafe_b64encode(os.urandom(15)).decode("ascii")
+
+
+class EngineServer:
+    """An Engine.IO v4 server (see ARCHITECTURE.md §5)."""
+
+    def __init__(self, *, path: str = "/engine.io", ping_interval: float = 25.0,
+                 ping_timeout: float = 20.0, upgrade_timeout: float = 10.0,
+                 max_http_buffer_size: int = 1_000_000,
+                 transports: Iterable[str] = TRANSPORTS, allow_upgrades: bool = True,
+                 cors: Any = None, allow_request: Callable[[dict], Any] | None = None,
+                 cookie: bool | dict | None = None, http_compression: bool = True,
+                 compression_threshold: int = 1024, initial_packet: str | bytes | None = None
+                 ) -> None:
+        self.path = "/" + path.strip("/")
+        self.ping_interval = float(ping_interval)
+        self.ping_timeout = float(ping_timeout)
+        self.upgrade_timeout = float(upgrade_timeout)
+        self.max_http_buffer_size = int(max_http_buffer_size)
+        self.transports = tuple(transports)
+        unknown = set(self.transports) - set(TRANSPORTS)
+        if unknown:
+            raise ValueError(f"unknown transports: {sorted(unknown)}")
+        self.allow_upgrades = allow_upgrades
+        self.cors = CorsOptions.from_value(cors)
+        self.allow_request = allow_request
+        self.cookie = self._cookie_options(cookie)
+        self.http_compression = http_compression
+        self.compression_threshold = compression_threshold
+        self.initial_packet = initial_packet
+        self.clients: dict[str, EngineSocket] = {}
+        self.table = _speedups.ConnTable()
+        self._handlers: dict[str, list[Callable]] = {}
+        # control packets, encoded once
+        self.ping_packet = _speedups.encode_eio(PING)
+        self.noop_packet = _speedups.encode_eio(NOOP)
+        self.close_packet = _speedups.encode_eio(CLOSE)
+
+    @staticmethod
+    def _cookie_options(cookie) -> dict | None:
+        if not cookie:
+            return None
+        base = {"name": "io", "path": "/", "httponly": True, "samesite": "Lax"}
+        if isinstance(cookie, dict):
+            base.update({k.lower(): v for k, v in cookie.items()})
+        return base
+
+    # ------------------------------------------------------------------ events
+    def on(self, event: str, handler: Callable | None = None):
+        """Register a listener; usable as a decorator. Events: "connection"."""
+        def register(fn: Callable) -> Callable:
+            self._handlers.setdefault(event, []).append(fn)
+            return fn
+        return register(handler) if handler is not None else register
+
+    def _emit(self, event: str, *args) -> None:
+        for handler in list(self._handlers.get(event, ())):
+            handler(*args)
+
+    @property
+    def clients_count(self) -> int:
+        return len(self.clients)
+
+    def _forget(self, conn: EngineSocket) -> None:
+        if self.clients.get(conn.id) is conn:
+            del self.clients[conn.id]
+
+    def close(self) -> None:
+        """Close every session (Node's engine.close())."""
+        for conn in list(self.clients.values()):
+            conn.close("forced close")
+
+    # ------------------------------------------------------------------ WSGI
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        return self.handle_request(environ, start_response)
+
+    def handle_request(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        cors_headers: list = []
+        if self.cors is not None:
+            cors_headers = self.cors.headers(environ, preflight=method == "OPTIONS")
+            if method == "OPTIONS":
+                return http.respond(start_response, "204 No Content", b"", None, cors_headers)
+        query = http.query_of(environ)
+        ws = environ.get("wsgi.websocket")
+        code, message = self._verify(environ, method, query, ws is not None)
+        if code is not None:
+            if ws is not None:
+                # gevent-websocket has already answered 101: close this WebSocket only.
+                self._refuse_websocket(ws, code, message)
+                return []
+            return http.error_response(start_response, code, message, cors_headers)
+        sid = query.get("sid")
+        if ws is not None:
+            return self._handle_websocket(environ, ws, sid)
+        if sid is None:
+            return self._handshake_polling(environ, start_response, cors_headers)
+        conn = self.clients[sid]
+        if method == "GET":
+            return self._poll(conn, environ, start_response, cors_headers)
+        if method == "POST":
+            return self._post(conn, environ, start_response, cors_headers)
+        return http.respond(start_response, "400 Bad Request", b"", None, cors_headers)
+
+    def _verify(self, environ: dict, method: str, query: dict, upgrade: bool
+                ) -> tuple[int | None, str | None]:
+        """Node's verify(): the checks every Engine.IO request passes, in its order."""
+        transport = query.get("transport")
+        if transport not in self.transports:
+            return http.UNKNOWN_TRANSPORT, None
+        if upgrade and transport != "websocket":
+            return http.BAD_REQUEST, None
+        sid = query.get("sid")
+        if sid is not None:
+            conn = self.clients.get(sid)
+            if conn is None:
+                return http.UNKNOWN_SID, None
+            if not upgrade and conn.transport != transport:
+                return http.BAD_REQUEST, None   # transport mismatch
+            return None, None
+        if method != "GET":
+            return http.BAD_HANDSHAKE_METHOD, None
+        if transport == "websocket" and not upgrade:
+            return http.BAD_REQUEST, None
+        if query.get("EIO") != "4":
+            return http.UNSUPPORTED_PROTOCOL_VERSION, None
+        if self.allow_request is not None:
+            try:
+                verdict = self.allow_request(environ)
+            except Exception as exc:  # a refusal by exception carries its message
+                return http.FORBIDDEN, str(exc) or None
+            if verdict is not True and verdict is not None:
+                return http.FORBIDDEN, verdict if isinstance(verdict, str) else None
+        return None, None
+
+    # ------------------------------------------------------------------ handshakes
+    def _new_session(self, environ: dict, transport: str) -> EngineSocket:
+        sid = generate_id()
+        conn = EngineSocket(self, sid, environ, transport)
+        upgrades = (["websocket"] if transport == "polling" and self.allow_upgrades
+                    and "websocket" in self.transports else [])
+        open_packet = json.dumps({
+            "sid": sid, "upgrades": upgrades,
+            "pingInterval": int(self.ping_interval * 1000),
+            "pingTimeout": int(self.ping_timeout * 1000),
+            "maxPayload": self.max_http_buffer_size,
+        }, separators=(",", ":"))
+        self.clients[sid] = conn
+        conn.open(open_packet)
+        self._emit("connection", conn)
+        return conn
+
+    def _cookie_header(self, sid: str) -> list[tuple[str, str]]:
+        c = self.cookie
+        if c is None:
+            return []
+        parts = [f"{c['name']}={sid}", f"Path={c['path']}"]
+        if c.get("httponly"):
+            parts.append("HttpOnly")
+        if c.get("samesite"):
+            parts.append(f"SameSite={c['samesite']}")
+        if c.get("secure"):
+            parts.append("Secure")
+        if c.get("maxage") is not None:
+            parts.append(f"Max-Age={int(c['maxage'])}")
+        return [("Set-Cookie", "; ".join(parts))]
+
+    def _handshake_polling(self, environ, start_response, cors_headers):
+        conn = self._new_session(environ, "polling")
+        return self._poll(conn, environ, start_response,
+                          cors_headers + self._cookie_header(conn.id))
+
+    def _handle_websocket(self, environ: dict, ws, sid: str | None) -> Iterable[bytes]:
+        handler = ws.handler
+        sock, rfile = handler.socket, handler.rfile
+        try:
+            if sid is None:
+                conn = self._new_session(environ, "websocket")
+                conn.run_websocket(sock, rfile, probing=False)
+            else:
+                conn = self.clients[sid]
+                if (not self.allow_upgrades or conn.transport != "polling" or conn.upgrading
+                        or conn.ready_state != "open"):
+                    self._refuse_websocket(ws, http.BAD_REQUEST, None)
+                    return []
+                conn.run_websocket(sock, rfile, probing=True)
+        finally:
+            ws.closed = True   # we sent our own close frame; gevent-websocket must not add one
+        return []
+
+    def _refuse_websocket(self, ws, code: int, message: str | None) -> None:
+        from roomcast.ws_frames import close_frame
+        reason = message or http.ERROR_MESSAGES[code]
+        try:
+            ws.handler.socket.sendall(close_frame(1008, reason[:120]))
+        except OSError:
+            pass
+        ws.closed = True
+
+    # ------------------------------------------------------------------ polling requests
+    def _poll(self, conn: EngineSocket, environ, start_response, headers):
+        body = conn.handle_poll()
+        if body is None:
+            return http.respond(start_response, "400 Bad Request", b"", None, headers)
+        headers = list(headers)
+        if self.http_compression:
+            body, encoding = http.compress(body, environ.get("HTTP_ACCEPT_ENCODING", ""),
+                                           self.compression_threshold)
+            if encoding:
+                headers.append(("Content-Encoding", encoding))
+        return http.respond(start_response, "200 OK", body, "text/plain; charset=UTF-8", headers)
+
+    def _post(self, conn: EngineSocket, environ, start_response, headers):
+        limit = self.max_http_buffer_size
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            return http.error_response(start_response, http.BAD_REQUEST, None, headers)
+        if length > limit:
+            return http.respond(start_response, "413 Payload Too Large", b"", None, headers)
+        stream = environ["wsgi.input"]
+        body = stream.read(length) if length >= 0 else stream.read(limit + 1)
+        if len(body) > limit:
+            return http.respond(start_response, "413 Payload Too Large", b"", None, headers)
+        if not conn.handle_post(body):
+            return http.respond(start_response, "400 Bad Request", b"", None, headers)
+        return http.respond(start_response, "200 OK", b"ok", "text/html", headers)

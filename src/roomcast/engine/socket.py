@@ -1,0 +1,472 @@
+"""One Engine.IO v4 session: its state, heartbeats, upgrade and writer.
+
+Rules that everything here keeps:
+- A session is reached through one transport at a time. Outgoing packets go
+  to ``_queue``; for long-polling the pending GET takes the whole queue, for
+  WebSocket one writer greenlet writes everything queued in one ``sendall``.
+- While a WebSocket session has nothing queued (not *busy*), a packet is
+  written straight to the socket with a non-blocking write; only what the
+  kernel does not take goes to the queue. The ConnTable mirrors the busy flag
+  and the fd so that the compiled fan-out makes the same choice.
+- ``push``/``push_raw`` only queue and wake: the fan-out calls them in the
+  middle of a loop, so they never close a session or run user code.
+- Close handlers run synchronously and must release the session's slot
+  memberships before they yield; the slot is freed right after them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket as stdsocket
+from typing import Any, Callable
+
+import gevent
+from gevent.event import Event
+
+from roomcast import _speedups
+from roomcast.eio_packet import (CLOSE, MESSAGE, NOOP, PING, PONG, UPGRADE, EngineParseError,
+                                 decode_polling_payload, decode_text)
+from roomcast.ws_frames import FrameParser, WSProtocolError, close_frame
+
+log = logging.getLogger("roomcast.engine")
+
+WS_TEXT, WS_BINARY, WS_CLOSE, WS_PING, WS_PONG = 1, 2, 8, 9, 10
+UPGRADE_CHECK_INTERVAL = 0.1   # noop to the pending GET while upgrading, as Node does
+POLLING_CLOSE_TIMEOUT = 30.0   # how long a closing polling session waits for its last GET
+READ_SIZE = 65536
+
+
+def _write_nonblocking(fd: int, data) -> int:
+    """Write what the kernel takes now; errors are left for the writer to meet."""
+    try:
+        return os.write(fd, data)
+    except (BlockingIOError, InterruptedError):
+        return 0
+    except OSError:
+        return 0
+
+
+class EngineSocket:
+    """An Engine.IO session (``socket`` in Node's engine.io)."""
+
+    def __init__(self, server, sid: str, environ: dict, transport: str) -> None:
+        self.server = server
+        self.id = sid
+        self.environ = environ
+        self.transport = transport
+        self.protocol = 4
+        self.ready_state = "opening"
+        self.upgrading = False
+        self.upgraded = False
+        self.remote_address = environ.get("REMOTE_ADDR")
+        self._handlers: dict[str, list[Callable]] = {}
+        self._queue: list = []
+        self._table = server.table
+        self.slot: int = self._table.add(self)
+        # WebSocket transport
+        self._sock = None
+        self._fd = -1
+        self._ws_active = False
+        self._busy = False
+        self._writer: gevent.Greenlet | None = None
+        self._close_when_flushed = False
+        # long-polling transport
+        self._poll_waiter: Event | None = None
+        self._posting = False
+        self._close_timer = None
+        # heartbeat
+        loop = gevent.get_hub().loop
+        self._ping_timer = loop.timer(server.ping_interval)
+        self._timeout_timer = loop.timer(server.ping_timeout)
+        self._upgrade_timer = None
+
+    # ------------------------------------------------------------------ events
+    def on(self, event: str, handler: Callable) -> Callable:
+        self._handlers.setdefault(event, []).append(handler)
+        return handler
+
+    def off(self, event: str, handler: Callable | None = None) -> None:
+        if handler is None:
+            self._handlers.pop(event, None)
+        elif handler in self._handlers.get(event, ()):
+            self._handlers[event].remove(handler)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for handler in list(self._handlers.get(event, ())):
+            try:
+                handler(*args)
+            except Exception:  # a listener's bug must not break the session
+                log.exception("error in engine %r handler", event)
+
+    # ------------------------------------------------------------------ opening
+    def open(self, open_packet: str) -> None:
+        self.ready_state = "open"
+        self.push(_speedups.encode_eio(0, open_packet))
+        if self.server.initial_packet is not None:
+            self.send(self.server.initial_packet)
+        self._schedule_ping()
+
+    # ------------------------------------------------------------------ sending
+    def send(self, data: str | bytes, volatile: bool = False) -> None:
+        """Send one message packet (text or binary)."""
+        if self.ready_state not in ("opening", "open"):
+            return
+        self.push(_speedups.encode_eio(MESSAGE, data), volatile)
+
+    def write(self, data: str | bytes, volatile: bool = False) -> None:
+        self.send(data, volatile)
+
+    def push(self, packet, volatile: bool = False) -> None:
+        """Queue or write one encoded packet (see the module rules)."""
+        if self.ready_state in ("closing", "closed"):
+            return  # as in Node, nothing new is sent once closing started
+        if self._handlers.get("packet_create"):
+            self._emit("packet_create", packet)
+        if self._ws_active:
+            if self._busy:
+                if not volatile:
+                    self._queue.append(packet)
+                return
+            data = packet.ws
+            if self._fd >= 0:
+                n = _write_nonblocking(self._fd, data)
+                if n == len(data):
+                    return
+                self._queue.append(data[n:])
+            else:
+                self._queue.append(packet)
+            self._start_writer()
+        else:
+            if volatile and self._poll_waiter is None:
+                return  # Node drops a volatile packet when the transport is not writable
+            self._queue.append(packet)
+            if self._poll_waiter is not None:
+                self._poll_waiter.set()
+
+    def push_raw(self, data: bytes) -> None:
+        """Queue the rest of a frame the fan-out could not write at once."""
+        if self.ready_state == "closed":
+            return
+        self._queue.append(data)
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        if not self._busy:
+            self._busy = True
+            self._table.set_busy(self.slot, True)
+        if self._writer is None:
+            self._writer = gevent.spawn(self._write_loop)
+
+    def _write_loop(self) -> None:
+        sock = self._sock
+        try:
+            while self._queue:
+                items, self._queue = self._queue, []
+                sock.sendall(b"".join([
+                    item if isinstance(item, (bytes, bytearray, memoryview)) else item.ws
+                    for item in items]))
+        except OSError as exc:
+            self._writer = None
+            self._queue = []
+            self._on_close("transport error", exc)
+            return
+        self._writer = None
+        if self.ready_state == "closed":
+            return
+        self._busy = False
+        self._table.set_busy(self.slot, False)
+        if self._close_when_flushed:
+            self._close_websocket(1000)
+            self._on_close("forced close")
+
+    # ------------------------------------------------------------------ heartbeat
+    def _schedule_ping(self) -> None:
+        self._ping_timer.stop()
+        self._ping_timer.start(self._send_ping)
+
+    def _send_ping(self) -> None:
+        # Runs in the hub: it may only queue and arm timers.
+        if self.ready_state != "open":
+            return
+        self.push(self.server.ping_packet)
+        self._timeout_timer.stop()
+        self._timeout_timer.start(self._ping_timed_out)
+
+    def _ping_timed_out(self) -> None:
+        if self.ready_state != "closed":
+            gevent.spawn(self._on_close, "ping timeout")
+
+    def _on_pong(self) -> None:
+        self._timeout_timer.stop()
+        self._schedule_ping()
+        if self._handlers.get("heartbeat"):
+            self._emit("heartbeat")
+
+    # ------------------------------------------------------------------ incoming
+    def _on_packet(self, ptype: int, data) -> None:
+        if self.ready_state != "open":
+            return
+        if self._handlers.get("packet"):
+            self._emit("packet", ptype, data)
+        if ptype == MESSAGE:
+            self._emit("message", data)
+        elif ptype == PONG:
+            self._on_pong()
+        elif ptype == PING:
+            self._on_error("transport error", "invalid heartbeat direction")
+        elif ptype == CLOSE:
+            self._on_close("transport close")
+        # upgrade and noop packets on the active transport are ignored, as in Node
+
+    def _on_error(self, reason: str, description: Any = None) -> None:
+        log.debug("session %s: %s (%s)", self.id, reason, description)
+        self._on_close(reason, description)
+
+    # ------------------------------------------------------------------ long-polling
+    def handle_poll(self) -> tuple[int, bytes] | None:
+        """Serve a GET: wait for packets, then return the payload (None = overlap)."""
+        if self._poll_waiter is not None:
+            # A second concurrent GET: Node answers 400 and closes the session.
+            self._on_error("transport error", "overlap from client")
+            return None
+        if not self._queue and self.ready_state in ("opening", "open") and not self._ws_active:
+            waiter = self._poll_waiter = Event()
+            try:
+                waiter.wait()
+            finally:
+                self._poll_waiter = None
+        if self._ws_active:
+            items = [self.server.noop_packet]   # the session moved to WebSocket meanwhile
+        else:
+            items, self._queue = self._queue, []
+        if self.ready_state in ("closing", "closed"):
+            items.append(self.server.close_packet)
+        body = b"\x1e".join([rec for packet in items for rec in packet.polling])
+        if self.ready_state == "closing" and not self._ws_active:
+            self._on_close(self._closing_reason)
+        return body
+
+    def handle_post(self, body: bytes) -> bool:
+        """Serve a POST body; False when it overlapped another POST."""
+        if self._posting:
+            self._on_error("transport error", "data request overlap from client")
+            return False
+        self._posting = True
+        try:
+            try:
+                packets = decode_polling_payload(body)
+            except EngineParseError as exc:
+                self._on_close("parse error", str(exc))
+                return True
+            for ptype, data in packets:
+                self._on_packet(ptype, data)
+        finally:
+            self._posting = False
+        return True
+
+    # ------------------------------------------------------------------ WebSocket
+    def _attach_websocket(self, sock) -> None:
+        self._sock = sock
+        self._ws_active = True
+        self.transport = "websocket"
+        fd = -1
+        if not hasattr(sock, "cipher"):  # TLS sockets take the buffered path
+            try:
+                fd = sock.fileno()
+            except OSError:
+                fd = -1
+        self._fd = fd
+        self._table.set_fd(self.slot, fd)
+        if self._queue:
+            self._start_writer()
+
+    def run_websocket(self, sock, rfile, probing: bool) -> None:
+        """Read frames until the connection ends; runs in the request's greenlet.
+
+        ``probing`` is True for an upgrade of a polling session: the socket
+        becomes the session's transport only once the client sends "5".
+        """
+        parser = FrameParser(self.server.max_http_buffer_size)
+        if probing:
+            self.upgrading = True
+            self._upgrade_timer = gevent.get_hub().loop.timer(self.server.upgrade_timeout)
+            self._upgrade_timer.start(self._upgrade_timed_out, sock)
+        else:
+            self._attach_websocket(sock)
+        try:
+            while True:
+                try:
+                    chunk = rfile.read1(READ_SIZE)
+                except OSError as exc:
+                    if self._ws_active and self._sock is sock:
+                        self._on_close("transport error", exc)
+                    return
+                if not chunk:
+                    if self._ws_active and self._sock is sock:
+                        self._on_close("transport close")
+                    return
+                try:
+                    messages = parser.feed(chunk)
+                except WSProtocolError as exc:
+                    self._ws_fail(sock, exc.code, str(exc))
+                    return
+                for opcode, payload in messages:
+                    if not self._on_ws_message(sock, opcode, payload):
+                        return
+        finally:
+            if self._upgrade_timer is not None and self.upgrading and not self._ws_active:
+                self._cancel_upgrade()
+
+    def _ws_fail(self, sock, code: int, reason: str) -> None:
+        """A WebSocket-level error (e.g. a message over maxPayload): close this transport."""
+        self._send_close_frame(sock, code)
+        if self._ws_active and self._sock is sock:
+            self._on_close("transport error", reason)
+
+    def _on_ws_message(self, sock, opcode: int, payload: bytes) -> bool:
+        """Handle one WebSocket message; False ends the reader."""
+        if opcode == WS_TEXT:
+            try:
+                ptype, data = decode_text(payload.decode("utf-8"))
+            except (EngineParseError, UnicodeDecodeError) as exc:
+                self._send_close_frame(sock, 1000)
+                if self._ws_active:
+                    self._on_close("parse error", str(exc))
+                return False
+        elif opcode == WS_BINARY:
+            ptype, data = MESSAGE, payload
+        elif opcode == WS_PING:
+            self._write_control(sock, _speedups.ws_frame(WS_PONG, payload))
+            return True
+        elif opcode == WS_CLOSE:
+            self._send_close_frame(sock, 1000)
+            if self._ws_active and self._sock is sock:
+                self._on_close("transport close")
+            return False
+        else:
+            return True
+        if self._ws_active and self._sock is sock:
+            self._on_packet(ptype, data)
+            return self.ready_state != "closed"
+        return self._on_probe_packet(sock, ptype, data)
+
+    def _on_probe_packet(self, sock, ptype: int, data) -> bool:
+        if ptype == PING and data == "probe" and self.ready_state == "open":
+            sock.sendall(_speedups.encode_eio(PONG, "probe").ws)
+            if self._handlers.get("upgrading"):
+                self._emit("upgrading")
+            timer = self._upgrade_check = gevent.get_hub().loop.timer(
+                UPGRADE_CHECK_INTERVAL, UPGRADE_CHECK_INTERVAL)
+            timer.start(self._upgrade_check_tick)
+            return True
+        if ptype == UPGRADE and self.ready_state in ("open", "closing"):
+            self._stop_upgrade_timers()
+            self.upgrading = False
+            self.upgraded = True
+            self._attach_websocket(sock)
+            if self._poll_waiter is not None:
+                self._poll_waiter.set()   # the pending GET returns a noop
+            self._emit("upgrade")
+            if self.ready_state == "closing":
+                self._close_when_flushed = True
+                if not self._busy:
+                    self._close_websocket(1000)
+                    self._on_close("forced close")
+                    return False
+            return True
+        # anything else during the probe aborts the upgrade, not the session
+        self._cancel_upgrade()
+        self._send_close_frame(sock, 1000)
+        return False
+
+    def _upgrade_check_tick(self) -> None:
+        if self._poll_waiter is not None and not self._queue:
+            self._queue.append(self.server.noop_packet)
+            self._poll_waiter.set()
+
+    def _upgrade_timed_out(self, sock) -> None:
+        if self.upgrading and not self._ws_active:
+            self._cancel_upgrade()
+            gevent.spawn(self._send_close_frame, sock, 1000)
+
+    def _stop_upgrade_timers(self) -> None:
+        for name in ("_upgrade_timer", "_upgrade_check"):
+            timer = getattr(self, name, None)
+            if timer is not None:
+                timer.stop()
+                timer.close()
+                setattr(self, name, None)
+
+    def _cancel_upgrade(self) -> None:
+        self._stop_upgrade_timers()
+        self.upgrading = False
+
+    def _write_control(self, sock, frame: bytes) -> None:
+        if self._ws_active and self._sock is sock:
+            self.push_raw(frame)   # keep order with everything already queued
+        else:
+            try:
+                sock.sendall(frame)
+            except OSError:
+                pass
+
+    def _send_close_frame(self, sock, code: int) -> None:
+        try:
+            sock.sendall(close_frame(code, ""))
+        except OSError:
+            pass
+        try:
+            sock.shutdown(stdsocket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _close_websocket(self, code: int) -> None:
+        if self._sock is not None:
+            self._send_close_frame(self._sock, code)
+
+    # ------------------------------------------------------------------ closing
+    def close(self, reason: str = "forced close") -> None:
+        """Close the session from the server side, after flushing what is queued."""
+        if self.ready_state != "open":
+            return
+        self.ready_state = "closing"
+        self._closing_reason = reason
+        if self._ws_active:
+            if self._busy:
+                self._close_when_flushed = True
+            else:
+                self._close_websocket(1000)
+                self._on_close(reason)
+        elif self.upgrading:
+            return  # closed once the upgrade ends (Node waits for it too)
+        elif self._poll_waiter is not None:
+            self._poll_waiter.set()   # that GET carries the close packet, then we close
+        else:
+            timer = self._close_timer = gevent.get_hub().loop.timer(POLLING_CLOSE_TIMEOUT)
+            timer.start(lambda: gevent.spawn(self._on_close, reason))
+
+    def _on_close(self, reason: str, description: Any = None) -> None:
+        if self.ready_state == "closed":
+            return
+        self.ready_state = "closed"
+        for timer in (self._ping_timer, self._timeout_timer, self._close_timer):
+            if timer is not None:
+                timer.stop()
+                timer.close()
+        self._stop_upgrade_timers()
+        if self._poll_waiter is not None:
+            self._poll_waiter.set()   # that GET answers with the close packet
+        if self._sock is not None and reason != "forced close":
+            try:
+                self._sock.shutdown(stdsocket.SHUT_RDWR)
+            except OSError:
+                pass
+        try:
+            self._emit("close", reason, description)
+        finally:
+            self._table.remove(self.slot)
+            self.server._forget(self)
+            self._queue = []
+
+    def __repr__(self) -> str:
+        return f"<EngineSocket {self.id} {self.transport} {self.ready_state}>"
