@@ -114,7 +114,8 @@ class EncodedPacket:
         return hash((self._text, self._attachments))
 
     def __repr__(self) -> str:
-        return f"EncodedPacket(text={self._text!r}, attachments={len(self._attachments)})"
+        text = self._text if self._text is None or len(self._text) <= 80 else self._text[:77] + "..."
+        return f"EncodedPacket(text={text!r}, attachments={len(self._attachments)})"
 
 
 # ---------------------------------------------------------------- JSON

@@ -1,0 +1,341 @@
+# cython: language_level=3
+"""Compiled twin of roomcast/_encoder_py.py: Socket.IO packet -> finished wire bytes.
+
+Same names, signatures, results and exception types as the pure twin (checked
+by tests/unit/test_encoder_parity.py); the module docstring there states the
+wire rules. What is compiled here is the framing: every WebSocket frame of a
+packet is written into a single bytes object, headers built in C, with one
+allocation for the whole ``ws`` buffer. JSON stays with the stdlib C encoder,
+which runs once per broadcast, not per recipient.
+"""
+import json
+import math
+from base64 import b64encode
+from datetime import date, datetime, timezone
+from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.string cimport memcpy
+
+__all__ = ["EncodedPacket", "encode_packet", "encode_eio", "ws_frame"]
+
+cdef int EVENT = 2
+cdef int ACK = 3
+cdef int BINARY_EVENT = 5
+cdef int BINARY_ACK = 6
+cdef int EIO_MESSAGE = 4
+
+cdef tuple _BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+# ---------------------------------------------------------------- framing
+
+cdef inline Py_ssize_t _header_len(Py_ssize_t length) noexcept nogil:
+    if length < 126:
+        return 2
+    if length < 65536:
+        return 4
+    return 10
+
+
+cdef inline unsigned char* _write_header(unsigned char* p, int opcode,
+                                         Py_ssize_t length) noexcept nogil:
+    # Server frames are never masked; always FIN (we never fragment).
+    cdef int shift
+    cdef unsigned long long n = <unsigned long long>length
+    p[0] = <unsigned char>(0x80 | opcode)
+    if length < 126:
+        p[1] = <unsigned char>length
+        return p + 2
+    if length < 65536:
+        p[1] = 126
+        p[2] = <unsigned char>(n >> 8)
+        p[3] = <unsigned char>(n & 0xFF)
+        return p + 4
+    p[1] = 127
+    for shift in range(8):
+        p[2 + shift] = <unsigned char>((n >> (56 - 8 * shift)) & 0xFF)
+    return p + 10
+
+
+cdef bytes _build_ws(object text, tuple atts):
+    """Every frame of the packet, written into one freshly allocated bytes."""
+    cdef const char* tp = NULL
+    cdef Py_ssize_t tn = 0
+    cdef Py_ssize_t total = 0
+    cdef Py_ssize_t n
+    cdef object att
+    if text is not None:
+        tp = PyUnicode_AsUTF8AndSize(text, &tn)
+        total += _header_len(tn) + tn
+    for att in atts:
+        n = PyBytes_GET_SIZE(att)
+        total += _header_len(n) + n
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    if text is not None:
+        p = _write_header(p, 1, tn)
+        memcpy(p, tp, tn)
+        p += tn
+    for att in atts:
+        n = PyBytes_GET_SIZE(att)
+        p = _write_header(p, 2, n)
+        memcpy(p, PyBytes_AS_STRING(att), n)
+        p += n
+    return out
+
+
+cdef class EncodedPacket:
+    """One encoded packet, immutable and shared by every recipient.
+
+    ``text`` is the Engine.IO text packet ("4" + Socket.IO text for messages);
+    it is None for a bare binary Engine.IO message (then ``attachments`` holds
+    exactly that one payload). ``polling`` is computed on first use and cached,
+    since WebSocket-only broadcasts never need it.
+    """
+    cdef readonly object text
+    cdef readonly tuple attachments
+    cdef readonly bytes ws
+    cdef tuple _polling
+
+    def __init__(self, text, attachments=()):
+        cdef list atts = []
+        for att in attachments:
+            if not isinstance(att, _BYTES_LIKE):
+                raise TypeError(f"attachments must be bytes-like, not {type(att).__name__}")
+            atts.append(att if type(att) is bytes else bytes(att))
+        if text is None:
+            if len(atts) != 1:
+                raise ValueError("a binary-only packet has exactly one attachment")
+        elif not isinstance(text, str):
+            raise TypeError(f"text must be str or None, not {type(text).__name__}")
+        _fill(self, text, tuple(atts))
+
+    @property
+    def polling(self):
+        cdef const char* tp
+        cdef Py_ssize_t tn
+        cdef list records
+        if self._polling is None:
+            records = [b"b" + b64encode(att) for att in self.attachments]
+            if self.text is not None:
+                # reuses the UTF-8 form cached on the str when ws was built
+                tp = PyUnicode_AsUTF8AndSize(self.text, &tn)
+                records.insert(0, PyBytes_FromStringAndSize(tp, tn))
+            self._polling = tuple(records)
+        return self._polling
+
+    def __eq__(self, other):
+        if not isinstance(other, EncodedPacket):
+            return NotImplemented
+        cdef EncodedPacket o = other
+        return self.text == o.text and self.attachments == o.attachments
+
+    def __hash__(self):
+        return hash((self.text, self.attachments))
+
+    def __repr__(self):
+        text = self.text if self.text is None or len(self.text) <= 80 else self.text[:77] + "..."
+        return f"EncodedPacket(text={text!r}, attachments={len(self.attachments)})"
+
+
+cdef inline EncodedPacket _fill(EncodedPacket packet, object text, tuple atts):
+    # builds ws before storing anything, so a UnicodeEncodeError leaves no half packet
+    packet.ws = _build_ws(text, atts)
+    packet.text = text
+    packet.attachments = atts
+    packet._polling = None
+    return packet
+
+
+cdef inline EncodedPacket _make(object text, tuple atts):
+    """An EncodedPacket from already checked parts (skips __init__)."""
+    return _fill(EncodedPacket.__new__(EncodedPacket), text, atts)
+
+
+# ---------------------------------------------------------------- JSON
+
+cdef object _date_json(object value):
+    """Date.toJSON for aware datetimes; naive ones have no zone to convert."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None and value.utcoffset() is not None:
+            u = value.astimezone(timezone.utc)
+            return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (
+                u.year, u.month, u.day, u.hour, u.minute, u.second, u.microsecond // 1000)
+        return value.isoformat(timespec="milliseconds")
+    return value.isoformat()
+
+
+@cython.final
+cdef class _Collector:
+    """The JSON ``default`` hook: bytes-likes become numbered placeholders."""
+    cdef list attachments
+    cdef bint binary_ok
+
+    def __cinit__(self, bint binary_ok):
+        self.attachments = []
+        self.binary_ok = binary_ok
+
+    def default(self, obj):
+        if isinstance(obj, _BYTES_LIKE):
+            if not self.binary_ok:
+                raise TypeError("binary data is only allowed in EVENT and ACK packets")
+            self.attachments.append(obj if type(obj) is bytes else bytes(obj))
+            return {"_placeholder": True, "num": len(self.attachments) - 1}
+        if isinstance(obj, date):
+            return _date_json(obj)
+        raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+cdef str _dumps(object obj, object default, bint ascii_only):
+    # NOTE: the C encoder is driven directly: json.dumps() builds a JSONEncoder
+    # on every call, which costs more than encoding a typical small event.
+    if c_make_encoder is not None:
+        encode = c_make_encoder(
+            {}, default, encode_basestring_ascii if ascii_only else encode_basestring,
+            None, ":", ",", False, False, False)
+        return "".join(encode(obj, 0))
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=ascii_only,
+                      allow_nan=False, default=default)
+
+
+cdef dict _NONFINITE_KEYS = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+cdef object _finite(object obj, set active):
+    """A copy of obj with NaN/Infinity replaced by None, as JSON.stringify does."""
+    cdef dict out
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (list, tuple, dict)):
+        key = id(obj)
+        if key in active:
+            raise TypeError("circular reference in packet data")
+        active.add(key)
+        if isinstance(obj, dict):
+            out = {}
+            for k, v in obj.items():
+                if isinstance(k, float) and not math.isfinite(k):
+                    k = _NONFINITE_KEYS.get(k, "NaN")
+                out[k] = _finite(v, active)
+            result = out
+        else:
+            result = [_finite(v, active) for v in obj]
+        active.discard(key)
+        return result
+    return obj
+
+
+cdef tuple _encode_json(object data, bint binary_ok, bint ascii_only):
+    """(json text, attachments) of data; bytes-likes become placeholders."""
+    cdef _Collector collector = _Collector(binary_ok)
+    try:
+        return _dumps(data, collector.default, ascii_only), collector.attachments
+    except ValueError:
+        # allow_nan is off so that the common case needs no extra walk; a
+        # refusal means NaN/Infinity (-> null), a cycle or an absurd int.
+        del collector.attachments[:]
+        data = _finite(data, set())
+        try:
+            return _dumps(data, collector.default, ascii_only), collector.attachments
+        except ValueError as exc:
+            raise TypeError(f"packet data is not serialisable: {exc}") from None
+
+
+# ---------------------------------------------------------------- public API
+
+cdef int _check_type(object type_) except -1:
+    if type(type_) is not int:
+        raise TypeError(f"packet type must be int, not {type(type_).__name__}")
+    if not 0 <= type_ <= 6:
+        raise ValueError(f"packet type out of range: {type_}")
+    return type_
+
+
+def encode_packet(type, nsp, data=None, id=None):
+    """Encode one Socket.IO packet as the Engine.IO message that carries it.
+
+    encode_packet(type: int, nsp: str, data: object = None, id: int | None = None) -> EncodedPacket
+    """
+    cdef int ptype = _check_type(type)
+    cdef int first_type = ptype
+    cdef bint binary_ok, ascii_only = False
+    cdef str body, head
+    cdef list attachments
+    if not isinstance(nsp, str):
+        raise TypeError(f"namespace must be str, not {nsp.__class__.__name__}")
+    if not nsp.startswith("/") or "," in nsp:
+        raise ValueError(f"invalid namespace {nsp!r}: must start with '/' and hold no ','")
+    if id is not None:
+        if id.__class__ is not int:
+            raise TypeError(f"ack id must be int or None, not {id.__class__.__name__}")
+        if id < 0:
+            raise ValueError(f"ack id must not be negative: {id}")
+    binary_ok = EVENT <= ptype <= ACK or ptype >= BINARY_EVENT
+    while True:
+        if data is None:
+            body, attachments = "", []
+        else:
+            body, attachments = _encode_json(data, binary_ok, ascii_only)
+        if attachments:
+            if ptype == EVENT:
+                ptype = BINARY_EVENT
+            elif ptype == ACK:
+                ptype = BINARY_ACK
+        head = "4%d" % ptype
+        if ptype >= BINARY_EVENT:
+            head += "%d-" % len(attachments)
+        if nsp != "/":
+            head += nsp + ","
+        if id is not None:
+            head += "%d" % id
+        try:
+            return _make(head + body, tuple(attachments))
+        except UnicodeEncodeError:
+            # Lone surrogates cannot be UTF-8; JSON.stringify escapes them, so
+            # fall back to ASCII-only JSON (the namespace cannot be fixed).
+            if ascii_only or data is None:
+                raise
+            ascii_only = True
+            ptype = first_type
+
+
+def encode_eio(type, data=None):
+    """A bare Engine.IO packet; bytes-like data only for a message (type 4).
+
+    encode_eio(type: int, data: str | bytes | None = None) -> EncodedPacket
+    """
+    cdef int ptype = _check_type(type)
+    if data is None:
+        return _make("%d" % ptype, ())
+    if isinstance(data, str):
+        return _make("%d" % ptype + data, ())
+    if isinstance(data, _BYTES_LIKE):
+        if ptype != EIO_MESSAGE:
+            raise ValueError("binary data is only allowed in a message packet (type 4)")
+        return _make(None, (data if data.__class__ is bytes else bytes(data),))
+    raise TypeError(f"data must be str, bytes or None, not {data.__class__.__name__}")
+
+
+def ws_frame(opcode, payload):
+    """One final, unmasked server WebSocket frame.
+
+    ws_frame(opcode: int, payload: bytes) -> bytes
+    """
+    if opcode.__class__ is not int:
+        raise TypeError(f"opcode must be int, not {opcode.__class__.__name__}")
+    if opcode not in (0, 1, 2, 8, 9, 10):
+        raise ValueError(f"invalid WebSocket opcode: {opcode}")
+    if not isinstance(payload, _BYTES_LIKE):
+        raise TypeError(f"payload must be bytes-like, not {payload.__class__.__name__}")
+    cdef bytes data = payload if payload.__class__ is bytes else bytes(payload)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef int op = opcode
+    if op >= 8 and n > 125:
+        raise ValueError("control frame payload longer than 125 bytes")
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, _header_len(n) + n)
+    cdef unsigned char* p = _write_header(<unsigned char*>PyBytes_AS_STRING(out), op, n)
+    memcpy(p, PyBytes_AS_STRING(data), n)
+    return out
