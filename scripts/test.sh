@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with Python >= 3.10, node and npm:
+#   bash scripts/test.sh [pytest arguments...]
+# Prepares .venv (roomcast installed with its compiled core when a C compiler is
+# present), tests/js/node_modules, chromium and Redis, then runs pytest. Safe to re-run.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PYTHON=${PYTHON:-python3}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nroomcast tests: NOT RUN: %s\n' "$*" >&2; exit 1; }
+
+APT_UPDATED=
+apt_install() {  # only as root on a machine with apt-get; refreshes the lists once
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        return 1
+    fi
+    if [ -z "$APT_UPDATED" ]; then
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+step "Python"
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON=...)"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+    || die "roomcast needs Python >= 3.10, $PYTHON is $("$PYTHON" -V 2>&1)"
+if [ ! -x .venv/bin/python ]; then
+    rm -rf .venv
+    if ! "$PYTHON" -m venv .venv; then
+        rm -rf .venv
+        apt_install python3-venv || die "python3 -m venv failed (install python3-venv)"
+        "$PYTHON" -m venv .venv
+    fi
+fi
+VPY=$ROOT/.venv/bin/python
+"$VPY" -V
+
+step "roomcast and its test dependencies into .venv"
+# The compiled core is required (not just attempted) when the machine can build it,
+# so a broken build fails here instead of silently testing the pure twin twice.
+unset ROOMCAST_REQUIRE_EXTENSIONS ROOMCAST_NO_EXTENSIONS
+if command -v cc >/dev/null || command -v gcc >/dev/null; then
+    include=$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    if [ ! -f "$include/Python.h" ]; then
+        apt_install python3-dev || true
+    fi
+    if [ -f "$include/Python.h" ]; then
+        export ROOMCAST_REQUIRE_EXTENSIONS=1
+        echo "C compiler found: the compiled core is built and required"
+    else
+        echo "WARNING: no Python.h in $include: the compiled core cannot be built;" \
+             "its tests are skipped" >&2
+    fi
+else
+    echo "WARNING: no C compiler: the compiled core is not built; its tests are skipped" >&2
+fi
+"$VPY" -m pip install -q ".[test,redis]" || die "pip install failed"
+
+step "node packages (tests/js)"
+command -v node >/dev/null || die "node not found"
+command -v npm >/dev/null || die "npm not found"
+node --version
+(cd tests/js && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
+
+step "chromium (browser test)"
+if [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium || echo "WARNING: /usr/bin/chromium is missing and could not be" \
+        "installed (needs root and apt-get): the browser test will fail" >&2
+fi
+[ -x /usr/bin/chromium ] && /usr/bin/chromium --version 2>/dev/null || true
+
+step "Redis"
+redis_answers() {
+    "$VPY" - <<'EOF'
+import socket, sys
+try:
+    with socket.create_connection(("127.0.0.1", 6379), timeout=0.5) as conn:
+        conn.sendall(b"*1\r\n$4\r\nPING\r\n")
+        sys.exit(0 if conn.recv(64).startswith(b"+PONG") else 1)
+except OSError:
+    sys.exit(1)
+EOF
+}
+if redis_answers; then
+    echo "using the Redis on 127.0.0.1:6379"
+else
+    if ! command -v redis-server >/dev/null; then
+        apt_install redis-server || echo "WARNING: no Redis on 127.0.0.1:6379 and" \
+            "redis-server could not be installed: the Redis tests will fail" >&2
+    fi
+    command -v redis-server >/dev/null && echo "the tests start their own redis-server"
+fi
+
+step "pytest $*"
+set +e
+"$VPY" -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" = 0 ]; then
+    printf '\nroomcast tests: PASSED\n'
+elif [ "$rc" = 5 ]; then
+    printf '\nroomcast tests: FAILED (pytest collected no tests)\n'
+else
+    printf '\nroomcast tests: FAILED (pytest exit code %s)\n' "$rc"
+fi
+exit "$rc"
