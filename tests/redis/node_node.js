@@ -1,0 +1,113 @@
+// A Node Socket.IO cluster node for the mixed-cluster tests:
+//   node node_node.js '{"port":0,"redis":"redis://...","key":"...","sharded":false,
+//                       "requestsTimeout":2000,"specificResponseChannel":false}'
+// It speaks the same JSON-lines control protocol as roomcast_node.py:
+//   stdout {"ready": port}, then {"id", "result"} / {"id", "error"} per stdin command,
+//   and {"event": "server_side", "args": [...]} when a server-side emit arrives.
+// Sockets join the comma-separated rooms of their `rooms` query parameter and keep
+// {"origin": "node", "port": port} in socket.data.
+"use strict";
+
+const path = require("path");
+const readline = require("readline");
+const jsDir = path.join(__dirname, "..", "js");
+const req = (name) => require(require.resolve(name, { paths: [jsDir] }));
+const { Server } = req("socket.io");
+const { createAdapter, createShardedAdapter } = req("@socket.io/redis-adapter");
+const { createClient } = req("redis");
+
+const cfg = JSON.parse(process.argv[2] || "{}");
+const out = (obj) => process.stdout.write(JSON.stringify(obj, replacer) + "\n");
+
+function replacer(key, value) {
+  const original = this[key];
+  if (Buffer.isBuffer(original)) return { $bytes: original.toString("base64") };
+  return value;
+}
+function revive(key, value) {
+  if (value && typeof value === "object" && typeof value.$bytes === "string") return Buffer.from(value.$bytes, "base64");
+  return value;
+}
+
+async function main() {
+  const pub = createClient({ url: cfg.redis });
+  const sub = pub.duplicate();
+  pub.on("error", () => {});
+  sub.on("error", () => {});
+  await Promise.all([pub.connect(), sub.connect()]);
+  const opts = { key: cfg.key, requestsTimeout: cfg.requestsTimeout || 2000,
+                 publishOnSpecificResponseChannel: !!cfg.specificResponseChannel };
+  const adapter = cfg.sharded
+    ? createShardedAdapter(pub, sub, { channelPrefix: cfg.key, subscriptionMode: cfg.subscriptionMode || "dynamic" })
+    : createAdapter(pub, sub, opts);
+  const io = new Server({ adapter, cors: { origin: "*" } });
+
+  const setup = (nsp) => {
+    nsp.on("connection", (socket) => {
+      socket.data = { origin: "node", port: cfg.port };
+      const rooms = socket.handshake.query.rooms;
+      if (rooms) socket.join(rooms.split(","));
+      socket.on("whoami", (ack) => ack({ id: socket.id, origin: "node" }));
+      socket.on("join", (room, ack) => { socket.join(room); ack && ack(); });
+    });
+    nsp.on("server_side", (...args) => {
+      const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
+      out({ event: "server_side", nsp: nsp.name, args });
+      if (ack) ack({ from: "node", port: cfg.port, args });
+    });
+  };
+  setup(io.of("/"));
+  setup(io.of("/custom"));
+
+  const httpServer = require("http").createServer();
+  io.attach(httpServer);
+  await new Promise((resolve) => httpServer.listen(cfg.port || 0, "127.0.0.1", resolve));
+  const port = httpServer.address().port;
+  cfg.port = port;
+
+  const target = (cmd) => {
+    let op = io.of(cmd.nsp || "/");
+    if (cmd.rooms && cmd.rooms.length) op = op.to(cmd.rooms);
+    if (cmd.except && cmd.except.length) op = op.except(cmd.except);
+    if (cmd.timeout) op = op.timeout(cmd.timeout * 1000);
+    return op;
+  };
+  const handlers = {
+    emit: (cmd) => { target(cmd).emit(cmd.ev, ...(cmd.args || [])); return true; },
+    emitWithAck: (cmd) => target(cmd).emitWithAck(cmd.ev, ...(cmd.args || [])),
+    fetchSockets: async (cmd) => (await target(cmd).fetchSockets()).map((s) => (
+      { id: s.id, rooms: [...s.rooms].sort(), data: s.data, query: s.handshake.query })),
+    remoteEmit: async (cmd) => {
+      const sockets = await io.of(cmd.nsp || "/").fetchSockets();
+      const s = sockets.find((x) => x.id === cmd.sid);
+      if (!s) throw new Error("no socket " + cmd.sid);
+      s.emit(cmd.ev, ...(cmd.args || []));
+      return true;
+    },
+    socketsJoin: (cmd) => { target(cmd).socketsJoin(cmd.join); return true; },
+    socketsLeave: (cmd) => { target(cmd).socketsLeave(cmd.leave); return true; },
+    disconnectSockets: (cmd) => { target(cmd).disconnectSockets(!!cmd.close); return true; },
+    serverSideEmit: (cmd) => { io.of(cmd.nsp || "/").serverSideEmit(cmd.ev, ...(cmd.args || [])); return true; },
+    serverSideEmitWithAck: (cmd) => {
+      let nsp = io.of(cmd.nsp || "/");
+      if (cmd.timeout) nsp = nsp.timeout(cmd.timeout * 1000);
+      return nsp.serverSideEmitWithAck(cmd.ev, ...(cmd.args || []));
+    },
+    serverCount: (cmd) => io.of(cmd.nsp || "/").adapter.serverCount(),
+    localCount: (cmd) => io.of(cmd.nsp || "/").sockets.size,
+  };
+
+  readline.createInterface({ input: process.stdin }).on("line", async (line) => {
+    if (!line.trim()) return;
+    const cmd = JSON.parse(line, revive);
+    try {
+      const result = await handlers[cmd.op](cmd);
+      out({ id: cmd.id, result: result === undefined ? null : result });
+    } catch (err) {
+      out({ id: cmd.id, error: String(err && err.message || err) });
+    }
+  }).on("close", () => process.exit(0));
+  out({ ready: port });
+}
+
+main().catch((err) => { console.error(err); process.exit(1); });
