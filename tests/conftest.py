@@ -77,6 +77,16 @@ def _roomcast_server_types() -> tuple[type, ...]:
     return tuple(types)
 
 
+def _handler_class() -> type:
+    """roomcast's subclass of geventwebsocket's WebSocketHandler (it refuses a bad
+    Engine.IO upgrade with Node's 400 before upgrading), else the stock one."""
+    try:
+        from roomcast.wsgi import WebSocketHandler as RoomcastHandler
+    except ImportError:
+        return WebSocketHandler
+    return RoomcastHandler
+
+
 @pytest.fixture
 def serve() -> Callable[..., str]:
     """serve(app_or_server, **server_kwargs) -> "http://127.0.0.1:PORT".
@@ -94,7 +104,7 @@ def serve() -> Callable[..., str]:
 
             io, app = app, roomcast.WSGIApp(app)
         server_kwargs.setdefault("log", None)  # no access log; errors still go to stderr
-        server = WSGIServer(("127.0.0.1", 0), app, handler_class=WebSocketHandler,
+        server = WSGIServer(("127.0.0.1", 0), app, handler_class=_handler_class(),
                             **server_kwargs)
         server.start()
         started.append((server, io))
