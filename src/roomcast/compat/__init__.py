@@ -1,0 +1,44 @@
+"""A python-socketio compatible server: ``import roomcast.compat as socketio``.
+
+The server side of python-socketio 5.x (sync API, gevent) on top of roomcast's
+native Socket.IO server. Client classes, async servers and message-queue
+managers are not provided; asking for one says so.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import exceptions
+from .middleware import Middleware, WSGIApp
+from .namespace import Namespace
+from .server import Manager, Server
+
+__all__ = ["Server", "Namespace", "WSGIApp", "Middleware", "Manager", "exceptions"]
+
+_NOT_PROVIDED = {
+    "Client": "use the python-socketio package for clients",
+    "SimpleClient": "use the python-socketio package for clients",
+    "ClientNamespace": "use the python-socketio package for clients",
+    "AsyncClient": "use the python-socketio package for clients",
+    "AsyncSimpleClient": "use the python-socketio package for clients",
+    "AsyncClientNamespace": "use the python-socketio package for clients",
+    "AsyncServer": "roomcast runs on gevent: use Server",
+    "AsyncNamespace": "roomcast runs on gevent: use Namespace",
+    "AsyncManager": "roomcast runs on gevent: use Server",
+    "ASGIApp": "roomcast runs on gevent: use WSGIApp",
+    "get_tornado_handler": "roomcast runs on gevent: use WSGIApp",
+    "RedisManager": "use roomcast.Server with roomcast.adapters.redis for several servers",
+    "AsyncRedisManager": "use roomcast.Server with roomcast.adapters.redis for several servers",
+    "KombuManager": "only the in-memory manager is supported",
+    "KafkaManager": "only the in-memory manager is supported",
+    "ZmqManager": "only the in-memory manager is supported",
+    "PubSubManager": "only the in-memory manager is supported",
+    "AsyncAioPikaManager": "only the in-memory manager is supported",
+}
+
+
+def __getattr__(name: str) -> Any:
+    why = _NOT_PROVIDED.get(name)
+    if why is not None:
+        raise AttributeError(f"roomcast.compat does not provide {name}: {why}")
+    raise AttributeError(f"module 'roomcast.compat' has no attribute {name!r}")

@@ -1,0 +1,240 @@
+"""The seam between the python-socketio face and roomcast's native Server.
+
+Everything that touches the native API lives here: building the native server
+from python-engineio's options, hooking namespaces, and the few queries and
+broadcasts the compat Server needs.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from roomcast.engine.cors import CorsOptions
+from roomcast.errors import ConnectError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import Server
+
+# Node's disconnect reasons -> python-engineio's (sio.reason.*)
+_REASONS = {
+    "client namespace disconnect": "client disconnect",
+    "server namespace disconnect": "server disconnect",
+    "forced close": "server disconnect",
+    "forced server close": "server disconnect",
+    "server shutting down": "server disconnect",
+    "ping timeout": "ping timeout",
+    "transport close": "transport close",
+    "transport error": "transport error",
+    "parse error": "transport error",
+}
+
+
+def native_disconnect_reason(reason: str) -> str:
+    return _REASONS.get(reason, "transport error")
+
+
+def _same_origins(environ: dict) -> list[str]:
+    """python-engineio's default: only the server's own origin (and a proxy's)."""
+    origins = []
+    if "wsgi.url_scheme" in environ and "HTTP_HOST" in environ:
+        origins.append(f"{environ['wsgi.url_scheme']}://{environ['HTTP_HOST']}")
+        if "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ:
+            scheme = environ.get("HTTP_X_FORWARDED_PROTO",
+                                 environ["wsgi.url_scheme"]).split(",")[0].strip()
+            host = environ.get("HTTP_X_FORWARDED_HOST", environ["HTTP_HOST"]).split(",")[0].strip()
+            origins.append(f"{scheme}://{host}")
+    return origins
+
+
+def origin_checker(allowed: Any) -> Callable[[dict], Any]:
+    """An allow_request(environ) that refuses origins python-engineio would refuse."""
+    def allow_request(environ: dict) -> Any:
+        origin = environ.get("HTTP_ORIGIN")
+        if not origin:
+            return True
+        if allowed is None:
+            ok = origin in _same_origins(environ)
+        elif allowed == "*":
+            ok = True
+        elif isinstance(allowed, str):
+            ok = origin == allowed
+        elif callable(allowed):
+            try:
+                ok = bool(allowed(origin, environ))
+            except TypeError:
+                ok = bool(allowed(origin))
+        else:
+            ok = "*" in allowed or origin in allowed
+        return True if ok else "Not an accepted origin."
+    return allow_request
+
+
+def _cookie(cookie: Any) -> Any:
+    # python-engineio: a name, or a dict of name + attributes (values may be callables)
+    if cookie is None or cookie is False:
+        return None
+    if isinstance(cookie, str):
+        return {"name": cookie, "path": "/", "samesite": "Lax"}
+    if isinstance(cookie, dict):
+        out = {}
+        for key, value in cookie.items():
+            key = key.lower().replace("-", "")
+            out[key] = value() if callable(value) else value
+        out.setdefault("path", "/")
+        return out
+    return cookie
+
+
+def native_options(options: dict, async_handlers: bool) -> dict:
+    """roomcast.Server keyword arguments for python-engineio's options."""
+    out: dict[str, Any] = {"async_handlers": async_handlers}
+    ping_interval = options.get("ping_interval", 25)
+    ping_timeout = options.get("ping_timeout", 20)
+    if isinstance(ping_interval, tuple):
+        # (interval, grace): the grace only lengthens how long a silent client is kept
+        ping_interval, grace = ping_interval
+        ping_timeout = ping_timeout + grace
+    out["ping_interval"] = float(ping_interval)
+    out["ping_timeout"] = float(ping_timeout)
+    for name in ("max_http_buffer_size", "allow_upgrades", "http_compression",
+                 "compression_threshold"):
+        if name in options:
+            out[name] = options[name]
+    transports = options.get("transports")
+    if transports is not None:
+        if isinstance(transports, str):
+            transports = [transports]
+        transports = [t for t in transports if t in ("polling", "websocket")]
+        if not transports:
+            raise ValueError("No valid transports provided")
+        out["transports"] = tuple(transports)
+    cookie = _cookie(options.get("cookie"))
+    if cookie is not None:
+        out["cookie"] = cookie
+    allowed = options.get("cors_allowed_origins")
+    if allowed == []:
+        out["cors"] = None            # python-engineio: [] turns CORS handling off
+    else:
+        out["cors"] = CorsOptions(origin=True, credentials=options.get("cors_credentials", True),
+                                  methods="OPTIONS, GET, POST")
+        out["allow_request"] = origin_checker(allowed)
+    eio_logger = options.get("engineio_logger")
+    if eio_logger:
+        logging.getLogger("roomcast.engine").setLevel(logging.INFO)
+    return out
+
+
+class NativeBridge:
+    """Owns the native roomcast.Server behind a compat Server."""
+
+    def __init__(self, compat: "Server", options: dict) -> None:
+        from roomcast.server import Server as NativeServer
+
+        self.compat = compat
+        self.io = NativeServer(path="/socket.io", **native_options(options, compat.async_handlers))
+        self._hooked: set[str] = set()
+        self._parent = None
+        self._hook(self.io.sockets)
+        for name in compat.namespaces if compat.namespaces != "*" else ():
+            self.namespace_added(name)
+        if compat.namespaces == "*":
+            # any other name: a parent namespace (python-socketio's namespaces='*')
+            self._parent = self.io.of(lambda name, auth: True)
+            self._hook(self._parent)
+
+    # -- namespaces ----------------------------------------------------------
+
+    def namespace_added(self, name: str) -> None:
+        """A handler or namespaces=[...] names this namespace: make it exist natively."""
+        if name == "*" or name in self._hooked:
+            return
+        self._hook(self.io.of(name))
+
+    def _hook(self, nsp: Any) -> None:
+        self._hooked.add(getattr(nsp, "name", None))
+        nsp.use(self._middleware)
+        nsp.on("connection", self._on_connection)
+
+    def _find(self, name: str) -> Any:
+        """The native namespace called name, without creating one."""
+        return self.io._nsps.get(name)
+
+    def sockets_in(self, namespace: str, rooms: Any) -> list:
+        """Connected local sockets of namespace in any of rooms (None: all)."""
+        nsp = self._find(namespace)
+        if nsp is None:
+            return []
+        if rooms is None:
+            return list(nsp.sockets.values())
+        if isinstance(rooms, (str, bytes)) or not hasattr(rooms, "__iter__"):
+            rooms = [rooms]
+        sids = nsp.adapter.sockets(set(rooms))
+        return [nsp.sockets[sid] for sid in sids if sid in nsp.sockets]
+
+    def broadcast(self, namespace: str, rooms: list | None, skip: list,
+                  event: str, args: list) -> None:
+        nsp = self._find(namespace)
+        if nsp is None:
+            return
+        op = nsp.to(rooms) if rooms else nsp
+        if skip:
+            op = op.except_(skip)  # every sid is also a room of its own
+        op.emit(event, *args)
+
+    # -- connections ---------------------------------------------------------
+
+    def _middleware(self, socket: Any, next: Callable) -> None:
+        compat = self.compat
+        name = socket.nsp.name
+        if not compat._accepts(name):
+            next(ConnectError("Unable to connect"))
+            return
+        client = compat._client_pending(socket)
+        if compat.always_connect:
+            next()
+            return
+        try:
+            refusal = compat._run_connect(socket, socket.handshake.get("auth"))
+        except BaseException:
+            compat._client_gone(client)
+            raise
+        if refusal is not None:
+            compat._client_gone(client)
+            next(ConnectError(refusal["message"], refusal.get("data")))
+            return
+        next()
+
+    def _on_connection(self, socket: Any) -> None:
+        compat = self.compat
+        client = compat._clients.get(socket.nsp.name, {}).get(socket.id)
+        if client is None:        # cannot happen unless the socket was dropped meanwhile
+            client = compat._client_pending(socket)
+        socket.on("disconnect", lambda reason: compat._on_disconnect(client, reason))
+        socket.on_any(lambda event, *args: self._on_event(client, event, args))
+        if compat.always_connect:
+            client.state = "connected"
+            refusal = compat._run_connect(socket, socket.handshake.get("auth"))
+            if refusal is not None:
+                client.refused = True
+                socket.disconnect()
+            return
+        client.state = "connected"
+
+    def _on_event(self, client: Any, event: str, args: tuple) -> None:
+        ack = None
+        if args and callable(args[-1]):
+            ack, args = args[-1], args[:-1]
+        self.compat._handle_event(client, event, list(args), ack)
+
+    # -- server --------------------------------------------------------------
+
+    def set_path(self, path: str) -> None:
+        path = "/" + path.strip("/")
+        self.io.path = path
+        self.io.engine.path = path
+
+    def handle_request(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        return self.io.engine.handle_request(environ, start_response)
+
+    def close(self) -> None:
+        self.io.close()
