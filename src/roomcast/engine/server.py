@@ -16,6 +16,7 @@ from roomcast.eio_packet import CLOSE, NOOP, PING
 from roomcast.engine import http
 from roomcast.engine.cors import CorsOptions
 from roomcast.engine.socket import EngineSocket
+from roomcast.ws_frames import close_frame
 
 log = logging.getLogger("roomcast.engine")
 
@@ -214,8 +215,24 @@ class EngineServer:
             ws.closed = True   # we sent our own close frame; gevent-websocket must not add one
         return []
 
+    def websocket_refusal(self, environ: dict) -> str | None:
+        """Why this WebSocket request would be refused (Node's abortUpgrade), or None.
+
+        A handler that asks before upgrading (roomcast.wsgi.WebSocketHandler)
+        answers a plain 400 with this message, exactly as Node does.
+        """
+        query = http.query_of(environ)
+        code, message = self._verify(environ, "GET", query, upgrade=True)
+        if code is None and query.get("sid") is not None:
+            conn = self.clients[query["sid"]]
+            if (not self.allow_upgrades or conn.transport != "polling" or conn.upgrading
+                    or conn.ready_state != "open"):
+                code = http.BAD_REQUEST
+        if code is None:
+            return None
+        return message or http.ERROR_MESSAGES[code]
+
     def _refuse_websocket(self, ws, code: int, message: str | None) -> None:
-        from roomcast.ws_frames import close_frame
         reason = message or http.ERROR_MESSAGES[code]
         try:
             ws.handler.socket.sendall(close_frame(1008, reason[:120]))

@@ -74,10 +74,10 @@ class EngineSocket:
         self._poll_waiter: Event | None = None
         self._posting = False
         self._close_timer = None
-        # heartbeat
-        loop = gevent.get_hub().loop
-        self._ping_timer = loop.timer(server.ping_interval)
-        self._timeout_timer = loop.timer(server.ping_timeout)
+        # heartbeat (a fresh libev timer per arming: a restarted one-shot timer
+        # would keep the deadline it already passed and fire at once)
+        self._ping_timer = None
+        self._timeout_timer = None
         self._upgrade_timer = None
 
     # ------------------------------------------------------------------ events
@@ -180,24 +180,33 @@ class EngineSocket:
             self._on_close("forced close")
 
     # ------------------------------------------------------------------ heartbeat
+    @staticmethod
+    def _arm(old, seconds: float, callback):
+        if old is not None:
+            old.stop()
+            old.close()
+        timer = gevent.get_hub().loop.timer(seconds)
+        timer.start(callback)
+        return timer
+
     def _schedule_ping(self) -> None:
-        self._ping_timer.stop()
-        self._ping_timer.start(self._send_ping)
+        self._ping_timer = self._arm(self._ping_timer, self.server.ping_interval, self._send_ping)
 
     def _send_ping(self) -> None:
         # Runs in the hub: it may only queue and arm timers.
         if self.ready_state != "open":
             return
         self.push(self.server.ping_packet)
-        self._timeout_timer.stop()
-        self._timeout_timer.start(self._ping_timed_out)
+        self._timeout_timer = self._arm(self._timeout_timer, self.server.ping_timeout,
+                                        self._ping_timed_out)
 
     def _ping_timed_out(self) -> None:
         if self.ready_state != "closed":
             gevent.spawn(self._on_close, "ping timeout")
 
     def _on_pong(self) -> None:
-        self._timeout_timer.stop()
+        if self._timeout_timer is not None:
+            self._timeout_timer.stop()
         self._schedule_ping()
         if self._handlers.get("heartbeat"):
             self._emit("heartbeat")

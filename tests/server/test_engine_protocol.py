@@ -1,0 +1,312 @@
+"""Engine.IO v4 at the wire: a bare EngineServer driven with raw HTTP and WebSocket."""
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import time
+
+import gevent
+import pytest
+
+from roomcast.engine import EngineServer
+from tests.rawclient import RawWebSocket, handshake, request
+
+P = "/engine.io/"
+
+
+def echo_engine(**kwargs) -> tuple[EngineServer, list]:
+    """An Engine.IO server that echoes every message and records close reasons."""
+    engine = EngineServer(path="/engine.io", **kwargs)
+    closed: list = []
+
+    @engine.on("connection")
+    def on_connection(conn):
+        conn.on("message", conn.send)
+        conn.on("close", lambda reason, desc: closed.append((conn.id, reason)))
+
+    return engine, closed
+
+
+def wait_for(predicate, timeout: float = 5.0) -> None:
+    with gevent.Timeout(timeout):
+        while not predicate():
+            gevent.sleep(0.01)
+
+
+# ---------------------------------------------------------------- handshake and errors
+def test_polling_handshake_open_packet(serve):
+    url = serve(echo_engine(ping_interval=0.3, ping_timeout=0.4, max_http_buffer_size=5000)[0])
+    r = request(url, path=P, query="EIO=4&transport=polling&t=abc")
+    assert r.status == 200
+    assert r.headers["content-type"] == "text/plain; charset=UTF-8"
+    assert r.text[0] == "0"
+    info = json.loads(r.text[1:])
+    assert list(info) == ["sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"]
+    assert len(info["sid"]) == 20
+    assert info["upgrades"] == ["websocket"]
+    assert (info["pingInterval"], info["pingTimeout"], info["maxPayload"]) == (300, 400, 5000)
+
+
+def test_no_upgrades_advertised_when_disallowed(serve):
+    url = serve(echo_engine(allow_upgrades=False)[0])
+    assert handshake(url, P)[1]["upgrades"] == []
+
+
+@pytest.mark.parametrize("method,query,status,code,message", [
+    ("GET", "EIO=4&transport=carrier-pigeon", 400, 0, "Transport unknown"),
+    ("GET", "EIO=4", 400, 0, "Transport unknown"),
+    ("GET", "EIO=4&transport=polling&sid=nope", 400, 1, "Session ID unknown"),
+    ("POST", "EIO=4&transport=polling", 400, 2, "Bad handshake method"),
+    ("GET", "EIO=4&transport=websocket", 400, 3, "Bad request"),
+    ("GET", "EIO=3&transport=polling", 400, 5, "Unsupported protocol version"),
+])
+def test_errors_answer_as_node(serve, method, query, status, code, message):
+    url = serve(echo_engine()[0])
+    r = request(url, method=method, path=P, query=query)
+    assert r.status == status
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == {"code": code, "message": message}
+
+
+def test_transport_mismatch_is_bad_request(serve):
+    url = serve(echo_engine()[0])
+    sid, _ = handshake(url, P)
+    r = request(url, path=P, query=f"EIO=4&transport=websocket&sid={sid}")
+    assert (r.status, r.json()["code"]) == (400, 3)
+
+
+def test_allow_request_refusal_is_403_code_4(serve):
+    engine, _ = echo_engine(allow_request=lambda environ: "no entry"
+                            if "HTTP_X_TOKEN" not in environ else True)
+    url = serve(engine)
+    r = request(url, path=P, query="EIO=4&transport=polling")
+    assert r.status == 403
+    assert r.json() == {"code": 4, "message": "no entry"}
+    ok = request(url, path=P, query="EIO=4&transport=polling", headers={"X-Token": "1"})
+    assert ok.status == 200
+
+
+# ---------------------------------------------------------------- long-polling
+def test_polling_round_trip_text_and_binary(serve):
+    url = serve(echo_engine()[0])
+    sid, _ = handshake(url, P)
+    q = f"EIO=4&transport=polling&sid={sid}"
+    r = request(url, "POST", P, q, "4hello\x1ebAQIDBA==")
+    assert (r.status, r.text, r.headers["content-type"]) == (200, "ok", "text/html")
+    r = request(url, path=P, query=q)
+    assert r.text == "4hello\x1ebAQIDBA=="
+
+
+def test_get_waits_until_a_packet_is_queued(serve):
+    engine, _ = echo_engine()
+    url = serve(engine)
+    sid, _ = handshake(url, P)
+    pending = gevent.spawn(request, url, "GET", P, f"EIO=4&transport=polling&sid={sid}")
+    gevent.sleep(0.2)
+    assert not pending.ready()
+    engine.clients[sid].send("late")
+    assert pending.get(timeout=5).text == "4late"
+
+
+def test_oversized_post_gets_413_and_the_session_survives(serve):
+    url = serve(echo_engine(max_http_buffer_size=100)[0])
+    sid, _ = handshake(url, P)
+    q = f"EIO=4&transport=polling&sid={sid}"
+    assert request(url, "POST", P, q, "4" + "x" * 200).status == 413
+    assert request(url, "POST", P, q, "4" + "x" * 99).text == "ok"
+    assert request(url, path=P, query=q).text == "4" + "x" * 99
+
+
+def test_duplicate_get_is_400_and_closes_the_session(serve):
+    engine, closed = echo_engine()
+    url = serve(engine)
+    sid, _ = handshake(url, P)
+    q = f"EIO=4&transport=polling&sid={sid}"
+    first = gevent.spawn(request, url, "GET", P, q)
+    gevent.sleep(0.1)
+    second = request(url, path=P, query=q)
+    assert second.status == 400
+    assert first.get(timeout=5).text == "1"
+    assert closed == [(sid, "transport error")]
+    assert request(url, path=P, query=q).json()["code"] == 1
+
+
+def test_undecodable_payload_is_ok_then_closes_the_session(serve):
+    engine, closed = echo_engine()
+    url = serve(engine)
+    sid, _ = handshake(url, P)
+    q = f"EIO=4&transport=polling&sid={sid}"
+    assert request(url, "POST", P, q, "9garbage").text == "ok"
+    assert closed == [(sid, "parse error")]
+    assert request(url, path=P, query=q).json()["code"] == 1
+
+
+def test_client_close_packet_closes_the_session(serve):
+    engine, closed = echo_engine()
+    url = serve(engine)
+    sid, _ = handshake(url, P)
+    request(url, "POST", P, f"EIO=4&transport=polling&sid={sid}", "1")
+    assert closed == [(sid, "transport close")]
+
+
+def test_polling_responses_are_compressed_above_the_threshold(serve):
+    engine, _ = echo_engine()
+    url = serve(engine)
+    sid, _ = handshake(url, P)
+    q = f"EIO=4&transport=polling&sid={sid}"
+    engine.clients[sid].send("y" * 5000)
+    r = request(url, path=P, query=q, headers={"Accept-Encoding": "gzip, deflate"})
+    assert r.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(r.body).decode() == "4" + "y" * 5000
+
+
+def test_cors_preflight_and_origin_reflection(serve):
+    engine, _ = echo_engine(cors={"origin": ["http://a.example"], "credentials": True})
+    url = serve(engine)
+    pre = request(url, "OPTIONS", P, "EIO=4&transport=polling",
+                  headers={"Origin": "http://a.example",
+                           "Access-Control-Request-Method": "POST",
+                           "Access-Control-Request-Headers": "content-type"})
+    assert pre.status == 204
+    assert pre.headers["access-control-allow-origin"] == "http://a.example"
+    assert pre.headers["access-control-allow-credentials"] == "true"
+    assert "POST" in pre.headers["access-control-allow-methods"]
+    assert pre.headers["access-control-allow-headers"] == "content-type"
+    other = request(url, path=P, query="EIO=4&transport=polling",
+                    headers={"Origin": "http://evil.example"})
+    assert other.status == 200 and "access-control-allow-origin" not in other.headers
+
+
+def test_cookie_option_sets_the_sticky_session_cookie(serve):
+    url = serve(echo_engine(cookie=True)[0])
+    r = request(url, path=P, query="EIO=4&transport=polling")
+    sid = json.loads(r.text[1:])["sid"]
+    assert r.headers["set-cookie"] == f"io={sid}; Path=/; HttpOnly; SameSite=Lax"
+
+
+# ---------------------------------------------------------------- WebSocket
+def test_websocket_only_session_starts_with_the_open_packet(serve):
+    url = serve(echo_engine()[0])
+    ws = RawWebSocket(url, P)
+    assert ws.status == 101
+    first = ws.recv()
+    assert first.startswith("0{") and json.loads(first[1:])["upgrades"] == []
+    ws.send("4hi")
+    assert ws.recv() == "4hi"
+    ws.send(b"\x00\x01\xff")
+    assert ws.recv() == b"\x00\x01\xff"
+    ws.close()
+
+
+def test_upgrade_from_polling(serve):
+    engine, _ = echo_engine()
+    url = serve(engine)
+    sid, _ = handshake(url, P)
+    q = f"EIO=4&transport=polling&sid={sid}"
+    pending = gevent.spawn(request, url, "GET", P, q)
+    gevent.sleep(0.05)
+    ws = RawWebSocket(url, P, query=f"EIO=4&transport=websocket&sid={sid}")
+    ws.send("2probe")
+    assert ws.recv() == "3probe"
+    assert pending.get(timeout=2).text == "6"   # the noop that frees the pending GET
+    ws.send("5")
+    wait_for(lambda: engine.clients[sid].transport == "websocket")
+    ws.send("4after")
+    assert ws.recv() == "4after"
+    engine.clients[sid].send(b"\x07")
+    assert ws.recv() == b"\x07"
+    ws.close()
+
+
+def test_packets_queued_during_upgrade_arrive_in_order(serve):
+    engine, _ = echo_engine()
+    url = serve(engine)
+    sid, _ = handshake(url, P)
+    ws = RawWebSocket(url, P, query=f"EIO=4&transport=websocket&sid={sid}")
+    ws.send("2probe")
+    assert ws.recv() == "3probe"
+    for i in range(3):
+        engine.clients[sid].send(f"m{i}")
+    ws.send("5")
+    assert [ws.recv() for _ in range(3)] == ["4m0", "4m1", "4m2"]
+    ws.close()
+
+
+def test_message_over_max_payload_closes_only_that_websocket(serve):
+    engine, closed = echo_engine(max_http_buffer_size=1000)
+    url = serve(engine)
+    good, bad = RawWebSocket(url, P), RawWebSocket(url, P)
+    good.recv(), bad.recv()
+    bad.send("4" + "z" * 999)                 # just under: accepted
+    assert bad.recv() == "4" + "z" * 999
+    bad.send("4" + "z" * 1000)                # over: that connection is closed
+    assert bad.wait_closed()
+    wait_for(lambda: len(closed) == 1)
+    assert closed[0][1] == "transport error"
+    good.send("4still")
+    assert good.recv() == "4still"
+    good.close()
+
+
+def test_malformed_websocket_packet_closes_with_parse_error(serve):
+    engine, closed = echo_engine()
+    url = serve(engine)
+    ws, other = RawWebSocket(url, P), RawWebSocket(url, P)
+    ws.recv(), other.recv()
+    ws.send("x-not-a-packet")
+    assert ws.wait_closed()
+    wait_for(lambda: closed)
+    assert closed[0][1] == "parse error"
+    other.send("4alive")
+    assert other.recv() == "4alive"
+
+
+def test_client_ping_is_an_invalid_heartbeat_direction(serve):
+    engine, closed = echo_engine()
+    url = serve(engine)
+    ws = RawWebSocket(url, P)
+    ws.recv()
+    ws.send("2")
+    assert ws.wait_closed()
+    wait_for(lambda: closed)
+    assert closed[0][1] == "transport error"
+
+
+def test_websocket_with_unknown_sid_is_refused(serve):
+    url = serve(echo_engine()[0])
+    ws = RawWebSocket(url, P, query="EIO=4&transport=websocket&sid=unknown")
+    assert ws.wait_closed()
+
+
+# ---------------------------------------------------------------- heartbeats
+def test_heartbeat_keeps_an_answering_client_alive_and_drops_a_silent_one(serve):
+    engine, closed = echo_engine(ping_interval=0.2, ping_timeout=0.15)
+    url = serve(engine)
+    alive, silent = RawWebSocket(url, P), RawWebSocket(url, P)
+    alive.recv(), silent.recv()
+    silent_sid = list(engine.clients)[-1]
+    pings = 0
+    start = time.monotonic()
+    with gevent.Timeout(3):
+        while pings < 5:
+            opcode, payload = alive.recv_frame()
+            if payload == b"2":
+                pings += 1
+                alive.send("3")
+    elapsed = time.monotonic() - start
+    assert 0.8 <= elapsed < 2.0          # five pings, 0.2 s apart
+    assert [c for c in closed if c[1] == "ping timeout"] == [(silent_sid, "ping timeout")]
+    assert len(engine.clients) == 1
+    alive.close()
+
+
+def test_silent_client_is_closed_within_interval_plus_timeout(serve):
+    engine, closed = echo_engine(ping_interval=0.3, ping_timeout=0.2)
+    url = serve(engine)
+    sid, _ = handshake(url, P)
+    start = time.monotonic()
+    wait_for(lambda: closed, timeout=3)
+    took = time.monotonic() - start
+    assert closed == [(sid, "ping timeout")]
+    assert 0.45 <= took <= 0.5 + 0.25
