@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
 NO_EXT = os.environ.get("ROOMCAST_NO_EXTENSIONS", "") not in ("", "0")
@@ -25,6 +26,23 @@ if platform.python_implementation() != "CPython" and not REQUIRE:
 def banner(text: str) -> None:
     line = "*" * 72
     print(f"\n{line}\n{text}\n{line}\n", file=sys.stderr)
+
+
+def stage_pxds() -> Path:
+    """Copy ext/*.pxd to build/cython-include/roomcast/ and return that include dir.
+
+    NOTE: `from roomcast._rooms_c cimport Selection` needs the .pxd at a package
+    path, and the runtime import of the type uses that same dotted name, so ext/
+    (flat, not a package) cannot be the include dir itself.
+    """
+    include = HERE / "build" / "cython-include"
+    package = include / "roomcast"
+    package.mkdir(parents=True, exist_ok=True)
+    for pxd in (HERE / "ext").glob("_*_c.pxd"):
+        target = package / pxd.name
+        if not target.exists() or target.read_bytes() != pxd.read_bytes():
+            target.write_bytes(pxd.read_bytes())
+    return include
 
 
 def extensions():
@@ -47,7 +65,8 @@ def extensions():
                   extra_compile_args=["-O3"])
         for src in sources
     ]
-    exts = cythonize(exts, language_level=3, include_path=["ext"],
+    exts = cythonize(exts, language_level=3, include_path=[str(stage_pxds())],
+                     build_dir="build/cython",
                      compiler_directives={"boundscheck": False, "wraparound": False,
                                           "cdivision": True, "embedsignature": True})
     # cythonize() resets optional; a missing compiler must not stop an install
@@ -59,4 +78,19 @@ def extensions():
     return exts
 
 
-setup(ext_modules=extensions())
+class loud_build_ext(build_ext):
+    """Say, in a banner, when an optional extension did not build (setuptools then
+    carries on with the pure-Python twin, printing only a one-line warning)."""
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            if getattr(ext, "optional", False):
+                banner(f"roomcast: WARNING: {ext.name} failed to compile ({exc});\n"
+                       "the SLOW pure-Python twin will be used instead.\n"
+                       "Set ROOMCAST_REQUIRE_EXTENSIONS=1 to make this an error.")
+            raise
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": loud_build_ext})
