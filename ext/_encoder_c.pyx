@@ -10,9 +10,10 @@ which runs once per broadcast, not per recipient.
 """
 import json
 import math
+import re
 from base64 import b64encode
 from datetime import date, datetime, timezone
-from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
+from json.encoder import c_make_encoder, encode_basestring
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -189,19 +190,26 @@ cdef class _Collector:
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-cdef str _dumps(object obj, object default, bint ascii_only):
+cdef str _dumps(object obj, object default):
     # NOTE: the C encoder is driven directly: json.dumps() builds a JSONEncoder
     # on every call, which costs more than encoding a typical small event.
     if c_make_encoder is not None:
         encode = c_make_encoder(
-            {}, default, encode_basestring_ascii if ascii_only else encode_basestring,
+            {}, default, encode_basestring,
             None, ":", ",", False, False, False)
         return "".join(encode(obj, 0))
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=ascii_only,
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False, default=default)
 
 
 cdef dict _NONFINITE_KEYS = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _escape_surrogate(match) -> str:
+    return "\\u%04x" % ord(match.group())
 
 
 cdef object _finite(object obj, set active):
@@ -228,18 +236,18 @@ cdef object _finite(object obj, set active):
     return obj
 
 
-cdef tuple _encode_json(object data, bint binary_ok, bint ascii_only):
+cdef tuple _encode_json(object data, bint binary_ok):
     """(json text, attachments) of data; bytes-likes become placeholders."""
     cdef _Collector collector = _Collector(binary_ok)
     try:
-        return _dumps(data, collector.default, ascii_only), collector.attachments
+        return _dumps(data, collector.default), collector.attachments
     except ValueError:
         # allow_nan is off so that the common case needs no extra walk; a
         # refusal means NaN/Infinity (-> null), a cycle or an absurd int.
         del collector.attachments[:]
         data = _finite(data, set())
         try:
-            return _dumps(data, collector.default, ascii_only), collector.attachments
+            return _dumps(data, collector.default), collector.attachments
         except ValueError as exc:
             raise TypeError(f"packet data is not serialisable: {exc}") from None
 
@@ -260,8 +268,7 @@ def encode_packet(type, nsp, data=None, id=None):
     encode_packet(type: int, nsp: str, data: object = None, id: int | None = None) -> EncodedPacket
     """
     cdef int ptype = _check_type(type)
-    cdef int first_type = ptype
-    cdef bint binary_ok, ascii_only = False
+    cdef bint binary_ok
     cdef str body, head
     cdef list attachments
     if not isinstance(nsp, str):
@@ -274,32 +281,28 @@ def encode_packet(type, nsp, data=None, id=None):
         if id < 0:
             raise ValueError(f"ack id must not be negative: {id}")
     binary_ok = EVENT <= ptype <= ACK or ptype >= BINARY_EVENT
-    while True:
-        if data is None:
-            body, attachments = "", []
-        else:
-            body, attachments = _encode_json(data, binary_ok, ascii_only)
-        if attachments:
-            if ptype == EVENT:
-                ptype = BINARY_EVENT
-            elif ptype == ACK:
-                ptype = BINARY_ACK
-        head = "4%d" % ptype
-        if ptype >= BINARY_EVENT:
-            head += "%d-" % len(attachments)
-        if nsp != "/":
-            head += nsp + ","
-        if id is not None:
-            head += "%d" % id
-        try:
-            return _make(head + body, tuple(attachments))
-        except UnicodeEncodeError:
-            # Lone surrogates cannot be UTF-8; JSON.stringify escapes them, so
-            # fall back to ASCII-only JSON (the namespace cannot be fixed).
-            if ascii_only or data is None:
-                raise
-            ascii_only = True
-            ptype = first_type
+    if data is None:
+        body, attachments = "", []
+    else:
+        body, attachments = _encode_json(data, binary_ok)
+    if attachments:
+        if ptype == EVENT:
+            ptype = BINARY_EVENT
+        elif ptype == ACK:
+            ptype = BINARY_ACK
+    head = "4%d" % ptype
+    if ptype >= BINARY_EVENT:
+        head += "%d-" % len(attachments)
+    if nsp != "/":
+        head += nsp + ","
+    if id is not None:
+        head += "%d" % id
+    try:
+        return _make(head + body, tuple(attachments))
+    except UnicodeEncodeError:
+        # Lone surrogates cannot be UTF-8: JSON.stringify escapes them, and so
+        # do we (a namespace holding one cannot be fixed, and raises again).
+        return _make(head + _LONE_SURROGATE.sub(_escape_surrogate, body), tuple(attachments))
 
 
 def encode_eio(type, data=None):

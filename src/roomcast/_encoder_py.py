@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from base64 import b64encode
 from datetime import date, datetime, timezone
-from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
+from json.encoder import c_make_encoder, encode_basestring
 
 __all__ = ["EncodedPacket", "encode_packet", "encode_eio", "ws_frame"]
 
@@ -131,19 +132,26 @@ def _date_json(value):
     return value.isoformat()
 
 
-def _dumps(obj, default, ascii_only: bool) -> str:
+def _dumps(obj, default) -> str:
     # NOTE: the C encoder is driven directly: json.dumps() builds a JSONEncoder
     # on every call, which costs more than encoding a typical small event.
     if c_make_encoder is not None:
         encode = c_make_encoder(
-            {}, default, encode_basestring_ascii if ascii_only else encode_basestring,
+            {}, default, encode_basestring,
             None, ":", ",", False, False, False)
         return "".join(encode(obj, 0))
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=ascii_only,
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False, default=default)
 
 
 _NONFINITE_KEYS = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _escape_surrogate(match) -> str:
+    return "\\u%04x" % ord(match.group())
 
 
 def _finite(obj, active: set):
@@ -171,7 +179,7 @@ def _finite(obj, active: set):
     return obj
 
 
-def _encode_json(data, binary_ok: bool, ascii_only: bool = False):
+def _encode_json(data, binary_ok: bool):
     """(json text, attachments) of data; bytes-likes become placeholders."""
     attachments = []
 
@@ -186,14 +194,14 @@ def _encode_json(data, binary_ok: bool, ascii_only: bool = False):
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
     try:
-        return _dumps(data, default, ascii_only), attachments
+        return _dumps(data, default), attachments
     except ValueError:
         # allow_nan is off so that the common case needs no extra walk; a
         # refusal means NaN/Infinity (-> null), a cycle or an absurd int.
         del attachments[:]
         data = _finite(data, set())
         try:
-            return _dumps(data, default, ascii_only), attachments
+            return _dumps(data, default), attachments
         except ValueError as exc:
             raise TypeError(f"packet data is not serialisable: {exc}") from None
 
@@ -221,33 +229,28 @@ def encode_packet(type: int, nsp: str, data: object = None, id: int | None = Non
         if id < 0:
             raise ValueError(f"ack id must not be negative: {id}")
     binary_ok = ptype in (EVENT, ACK, BINARY_EVENT, BINARY_ACK)
-    ascii_only = False
-    while True:
-        if data is None:
-            body, attachments = "", []
-        else:
-            body, attachments = _encode_json(data, binary_ok, ascii_only)
-        if attachments:
-            if ptype == EVENT:
-                ptype = BINARY_EVENT
-            elif ptype == ACK:
-                ptype = BINARY_ACK
-        head = "4%d" % ptype
-        if ptype >= BINARY_EVENT:
-            head += "%d-" % len(attachments)
-        if nsp != "/":
-            head += nsp + ","
-        if id is not None:
-            head += "%d" % id
-        try:
-            return EncodedPacket(head + body, attachments)
-        except UnicodeEncodeError:
-            # Lone surrogates cannot be UTF-8; JSON.stringify escapes them, so
-            # fall back to ASCII-only JSON (the namespace cannot be fixed).
-            if ascii_only or data is None:
-                raise
-            ascii_only = True
-            ptype = type
+    if data is None:
+        body, attachments = "", []
+    else:
+        body, attachments = _encode_json(data, binary_ok)
+    if attachments:
+        if ptype == EVENT:
+            ptype = BINARY_EVENT
+        elif ptype == ACK:
+            ptype = BINARY_ACK
+    head = "4%d" % ptype
+    if ptype >= BINARY_EVENT:
+        head += "%d-" % len(attachments)
+    if nsp != "/":
+        head += nsp + ","
+    if id is not None:
+        head += "%d" % id
+    try:
+        return EncodedPacket(head + body, attachments)
+    except UnicodeEncodeError:
+        # Lone surrogates cannot be UTF-8: JSON.stringify escapes them, and so
+        # do we (a namespace holding one cannot be fixed, and raises again).
+        return EncodedPacket(head + _LONE_SURROGATE.sub(_escape_surrogate, body), attachments)
 
 
 def encode_eio(type: int, data: str | bytes | None = None) -> EncodedPacket:
