@@ -1,0 +1,146 @@
+"""Client: one Engine.IO connection seen from Socket.IO (Node's socket.io Client).
+
+It decodes the connection's packets, routes them to its Socket in each joined
+namespace, handles CONNECT, and closes the connection for protocol violations
+(Node's client.ts): a decoding error ("parse error"), a packet for a namespace
+it has not joined or a second CONNECT ("forced server close"), and no
+namespace joined within ``connect_timeout``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import gevent
+
+from roomcast import _speedups
+from roomcast.sio_packet import CONNECT, CONNECT_ERROR, Decoder, ParseError
+
+if TYPE_CHECKING:
+    from roomcast.engine import EngineSocket
+    from roomcast.server import Server
+    from roomcast.socket import Socket
+
+log = logging.getLogger("roomcast")
+
+
+class Client:
+    def __init__(self, server: "Server", conn: "EngineSocket") -> None:
+        self.server = server
+        self.conn = conn
+        self.id = conn.id
+        self.decoder = Decoder(max_attachments=server.max_attachments)
+        self.sockets: dict[str, "Socket"] = {}   # by socket id
+        self.nsps: dict[str, "Socket"] = {}      # by namespace name
+        self._connecting: set[str] = set()       # CONNECTs still in middlewares
+        self._closed = False
+        conn.on("message", self._on_data)
+        conn.on("close", self._on_close)
+        self._connect_timer = gevent.get_hub().loop.timer(server.connect_timeout)
+        self._connect_timer.start(self._on_connect_timeout)
+
+    # -- incoming ---------------------------------------------------------------
+
+    def _on_data(self, data: str | bytes) -> None:
+        if self._closed:
+            return
+        try:
+            if isinstance(data, str):
+                packet = self.decoder.feed_text(data)
+            else:
+                packet = self.decoder.feed_binary(data)
+        except ParseError as exc:
+            log.debug("client %s: parse error: %s", self.id, exc)
+            for socket in list(self.sockets.values()):
+                socket._on_error(exc)
+            self._force_close("parse error")
+            return
+        if packet is not None:
+            self._on_decoded(packet)
+
+    def _on_decoded(self, packet) -> None:
+        nsp = packet.nsp
+        socket = self.nsps.get(nsp)
+        if packet.type == CONNECT:
+            if socket is None and nsp not in self._connecting:
+                self._connecting.add(nsp)
+                auth = packet.data if isinstance(packet.data, dict) else {}
+                self.server._spawn(self._connect, nsp, auth)
+                return
+        elif socket is not None and packet.type != CONNECT_ERROR:
+            socket._on_packet(packet)
+            return
+        log.debug("client %s: invalid state (packet type %s for %r)", self.id, packet.type, nsp)
+        self._force_close("forced server close")
+
+    def _connect(self, name: str, auth: dict) -> None:
+        try:
+            nsp = self.server._nsps.get(name) or self.server._check_namespace(name, auth)
+        except BaseException:
+            self._connecting.discard(name)
+            raise
+        if nsp is None:
+            self._connecting.discard(name)
+            self._send(_speedups.encode_packet(CONNECT_ERROR, name,
+                                               {"message": "Invalid namespace"}))
+            return
+        if self._closed:
+            self._connecting.discard(name)
+            return
+
+        def on_done(socket: "Socket | None") -> None:
+            self._connecting.discard(name)
+            if socket is not None:
+                self.sockets[socket.id] = socket
+                self.nsps[nsp.name] = socket
+                self._connect_timer.stop()
+
+        nsp._add(self, auth, on_done)
+
+    def _on_connect_timeout(self) -> None:
+        # runs in the hub: only schedule the close
+        if not self.nsps and not self._closed:
+            log.debug("client %s joined no namespace in time", self.id)
+            gevent.spawn(self._force_close, "forced server close")
+
+    # -- outgoing ---------------------------------------------------------------
+
+    def _send(self, encoded: Any, volatile: bool = False) -> None:
+        if not self._closed:
+            self.conn.push(encoded, volatile)
+
+    # -- closing ----------------------------------------------------------------
+
+    def _remove(self, socket: "Socket") -> None:
+        if self.sockets.get(socket.id) is socket:
+            del self.sockets[socket.id]
+            if self.nsps.get(socket.nsp.name) is socket:
+                del self.nsps[socket.nsp.name]
+
+    def _disconnect_all(self) -> None:
+        """socket.disconnect(close=True): every namespace, then the connection."""
+        for socket in list(self.sockets.values()):
+            socket.disconnect()
+        self._force_close("forced server close")
+
+    def _force_close(self, reason: str) -> None:
+        """Close from the server side: the sockets see ``reason``."""
+        if self._closed:
+            return
+        self._on_close(reason)
+        self.conn.close(reason if reason == "parse error" else "forced close")
+
+    def _on_close(self, reason: str, description: Any = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._connect_timer.stop()
+        self._connect_timer.close()
+        for socket in list(self.sockets.values()):
+            socket._on_close(reason, description)
+        self.sockets.clear()
+        self.nsps.clear()
+        self.decoder = None
+
+    def __repr__(self) -> str:
+        return f"<Client {self.id} namespaces={list(self.nsps)}>"

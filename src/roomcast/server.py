@@ -1,0 +1,188 @@
+"""Server: the Socket.IO-native API (ARCHITECTURE.md §8), on an EngineServer."""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Callable, Iterable
+
+import gevent
+
+from roomcast.adapter import InMemoryAdapter
+from roomcast.engine import EngineServer, EngineSocket
+from roomcast.namespace import Namespace, ParentNamespace
+from roomcast.operators import BroadcastOperator
+
+log = logging.getLogger("roomcast")
+
+
+def _run_logged(fn: Callable, *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:   # a handler's bug is logged and never kills the connection
+        log.exception("error in handler %r", fn)
+
+
+class Server:
+    """A Socket.IO v5 server. Serve it with ``io.run()`` or ``roomcast.WSGIApp(io)``."""
+
+    def __init__(self, *, path: str = "/socket.io", connect_timeout: float = 45.0,
+                 adapter: Callable[[Namespace], Any] = InMemoryAdapter,
+                 ping_interval: float = 25.0, ping_timeout: float = 20.0,
+                 upgrade_timeout: float = 10.0, max_http_buffer_size: int = 1_000_000,
+                 transports: Iterable[str] = ("polling", "websocket"),
+                 allow_upgrades: bool = True, cors: Any = None,
+                 allow_request: Callable[[dict], Any] | None = None,
+                 cookie: bool | dict | None = None, http_compression: bool = True,
+                 compression_threshold: int = 1024, max_attachments: int = 10,
+                 cleanup_empty_child_namespaces: bool = False,
+                 async_handlers: bool = True) -> None:
+        self.connect_timeout = float(connect_timeout)
+        self.max_attachments = max_attachments
+        self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
+        self.async_handlers = async_handlers
+        self._adapter_class = adapter
+        self.engine = EngineServer(
+            path=path, ping_interval=ping_interval, ping_timeout=ping_timeout,
+            upgrade_timeout=upgrade_timeout, max_http_buffer_size=max_http_buffer_size,
+            transports=transports, allow_upgrades=allow_upgrades, cors=cors,
+            allow_request=allow_request, cookie=cookie, http_compression=http_compression,
+            compression_threshold=compression_threshold)
+        self.engine.on("connection", self._on_connection)
+        self._nsps: dict[str, Namespace] = {}
+        self._parent_nsps: list[ParentNamespace] = []
+        self.sockets: Namespace = self.of("/")
+
+    @property
+    def path(self) -> str:
+        return self.engine.path
+
+    def _on_connection(self, conn: EngineSocket) -> None:
+        from roomcast.client import Client
+
+        Client(self, conn)
+
+    def _spawn(self, fn: Callable, *args: Any) -> None:
+        """Run user code: in its own greenlet (async_handlers) so that it may block."""
+        if self.async_handlers:
+            gevent.spawn(_run_logged, fn, *args)
+        else:
+            _run_logged(fn, *args)
+
+    # -- namespaces -------------------------------------------------------------
+
+    def of(self, name: Any, handler: Callable | None = None) -> Namespace:
+        """The namespace ``name`` (created on first use); a regex or a function
+        ``fn(name, auth) -> bool`` gives a ParentNamespace of dynamic namespaces."""
+        if isinstance(name, re.Pattern) or callable(name):
+            nsp: Namespace = ParentNamespace(self, name)
+            self._parent_nsps.append(nsp)
+        else:
+            name = str(name)
+            if not name.startswith("/"):
+                name = "/" + name
+            nsp = self._nsps.get(name)
+            if nsp is None:
+                for parent in self._parent_nsps:
+                    if isinstance(parent.matcher, re.Pattern) and parent.matches(name, None):
+                        nsp = parent._create_child(name)
+                        break
+                else:
+                    nsp = Namespace(self, name)
+                    self._nsps[name] = nsp
+                    if name != "/":
+                        self.sockets.emit_reserved("new_namespace", nsp)
+        if handler is not None:
+            nsp.on("connection", handler)
+        return nsp
+
+    def _check_namespace(self, name: str, auth: Any) -> Namespace | None:
+        """The dynamic namespace that accepts ``name`` (a new child), or None."""
+        for parent in list(self._parent_nsps):
+            if parent.matches(name, auth):
+                existing = self._nsps.get(name)   # the matcher may have blocked meanwhile
+                return existing if existing is not None else parent._create_child(name)
+        return None
+
+    # -- the main namespace's API -------------------------------------------------
+
+    def on(self, event: str, handler: Callable | None = None):
+        """Listen on the main namespace: "connection", "new_namespace", server-side events."""
+        return self.sockets.on(event, handler)
+
+    def off(self, event: str, handler: Callable | None = None) -> None:
+        self.sockets.off(event, handler)
+
+    def use(self, fn: Callable) -> "Server":
+        self.sockets.use(fn)
+        return self
+
+    def emit(self, event: Any, *args: Any, callback: Callable | None = None) -> bool:
+        return self.sockets.emit(event, *args, callback=callback)
+
+    def send(self, *args: Any, callback: Callable | None = None) -> bool:
+        return self.sockets.send(*args, callback=callback)
+
+    def emit_with_ack(self, event: Any, *args: Any) -> list:
+        return self.sockets.emit_with_ack(event, *args)
+
+    def to(self, room: Any) -> BroadcastOperator:
+        return self.sockets.to(room)
+
+    in_ = to
+
+    def except_(self, room: Any) -> BroadcastOperator:
+        return self.sockets.except_(room)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self.sockets.volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self.sockets.local
+
+    def compress(self, flag: bool = True) -> BroadcastOperator:
+        return self.sockets.compress(flag)
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self.sockets.timeout(seconds)
+
+    def fetch_sockets(self) -> list:
+        return self.sockets.fetch_sockets()
+
+    def sockets_join(self, rooms: Any) -> None:
+        self.sockets.sockets_join(rooms)
+
+    def sockets_leave(self, rooms: Any) -> None:
+        self.sockets.sockets_leave(rooms)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        self.sockets.disconnect_sockets(close)
+
+    def server_side_emit(self, event: str, *args: Any, callback: Callable | None = None) -> bool:
+        return self.sockets.server_side_emit(event, *args, callback=callback)
+
+    def server_side_emit_with_ack(self, event: str, *args: Any) -> list:
+        return self.sockets.server_side_emit_with_ack(event, *args)
+
+    # -- serving ----------------------------------------------------------------
+
+    def handle_request(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        """WSGI entry for requests under ``path`` (WSGIApp routes them here)."""
+        return self.engine.handle_request(environ, start_response)
+
+    def run(self, host: str = "127.0.0.1", port: int = 5000, app: Callable | None = None,
+            **kwargs: Any) -> None:
+        """Serve forever with gevent.pywsgi and the WebSocket handler."""
+        from roomcast.wsgi import run
+
+        run(self, host, port, app, **kwargs)
+
+    def close(self) -> None:
+        """Disconnect every socket ("server shutting down"), close the adapters and
+        every Engine.IO session."""
+        for nsp in list(self._nsps.values()) + list(self._parent_nsps):
+            for socket in list(nsp.sockets.values()):
+                socket._on_close("server shutting down")
+            nsp.adapter.close()
+        self.engine.close()

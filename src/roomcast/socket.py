@@ -1,0 +1,464 @@
+"""Socket: one client in one namespace (Node's socket.io Socket)."""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import time
+import urllib.parse
+from dataclasses import replace
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any, Callable
+
+import gevent
+from gevent.event import AsyncResult
+
+from roomcast import _speedups
+from roomcast.adapter import BroadcastFlags, EventEmitter, _socket_rooms
+from roomcast.errors import DisconnectedError, timeout_error
+from roomcast.operators import BroadcastOperator, ack_value, call_safely, check_event
+from roomcast.sio_packet import ACK, BINARY_ACK, BINARY_EVENT, CONNECT, CONNECT_ERROR, \
+    DISCONNECT, EVENT
+
+if TYPE_CHECKING:
+    from roomcast.client import Client
+    from roomcast.namespace import Namespace
+
+log = logging.getLogger("roomcast")
+
+_NO_FLAGS = BroadcastFlags()
+PENDING, CONNECTED, CLOSED = "pending", "connected", "closed"
+
+
+def generate_id() -> str:
+    """A fresh 20-character url-safe id, the shape of Node's base64id."""
+    return base64.urlsafe_b64encode(os.urandom(15)).decode("ascii")
+
+
+def _headers_of(environ: dict) -> dict[str, str]:
+    # Node lower-cases header names; WSGI keeps two of them outside HTTP_*.
+    headers = {key[5:].replace("_", "-").lower(): value
+               for key, value in environ.items() if key.startswith("HTTP_")}
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-").lower()] = environ[key]
+    return headers
+
+
+def _query_of(environ: dict) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    for name, value in urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""),
+                                              keep_blank_values=True):
+        if name in query:   # repeated keys become lists, as Node's querystring does
+            previous = query[name]
+            query[name] = (previous if isinstance(previous, list) else [previous]) + [value]
+        else:
+            query[name] = value
+    return query
+
+
+def build_handshake(environ: dict, auth: Any) -> dict:
+    """Node's socket.handshake, from the WSGI environ of the session's first request."""
+    now = time.time()
+    url = environ.get("PATH_INFO", "/")
+    if environ.get("QUERY_STRING"):
+        url += "?" + environ["QUERY_STRING"]
+    return {
+        "headers": _headers_of(environ),
+        "time": formatdate(now, usegmt=True),
+        "address": environ.get("REMOTE_ADDR"),
+        "xdomain": bool(environ.get("HTTP_ORIGIN")),
+        "secure": environ.get("wsgi.url_scheme") == "https",
+        "issued": int(now * 1000),
+        "url": url,
+        "query": _query_of(environ),
+        "auth": auth if auth is not None else {},
+    }
+
+
+def run_middlewares(fns: list[Callable], arg: Any, done: Callable[[Any], None]) -> None:
+    """Call ``fn(arg, next)`` for each fn in order; ``done(err)`` at the end or at the
+    first ``next(err)`` / exception. ``next`` may be called later, from any greenlet."""
+    def step(i: int) -> None:
+        if i == len(fns):
+            done(None)
+            return
+        called = False
+
+        def next_(err: Any = None) -> None:
+            nonlocal called
+            if called:
+                return
+            called = True
+            if err is not None:
+                done(err)
+            else:
+                step(i + 1)
+
+        try:
+            fns[i](arg, next_)
+        except Exception as exc:   # raising is the same as next(exc)
+            next_(exc)
+
+    step(0)
+
+
+class _Emitting:
+    """The emitting side shared by Socket and its flagged views (socket.volatile...)."""
+
+    _flags: BroadcastFlags
+
+    def _target(self) -> "Socket":
+        raise NotImplementedError
+
+    def emit(self, event: Any, *args: Any, callback: Callable | None = None) -> bool:
+        """Send an event to this client; ``callback(*ack_args)`` when it acks
+        (``callback(err, *ack_args)`` after ``timeout()``)."""
+        return self._target()._emit(event, args, callback, self._flags)
+
+    def send(self, *args: Any, callback: Callable | None = None) -> bool:
+        return self.emit("message", *args, callback=callback)
+
+    def emit_with_ack(self, event: Any, *args: Any, timeout: float | None = None) -> Any:
+        """Emit and wait for the ack: its argument (a tuple when several).
+        TimeoutError after ``timeout``; DisconnectedError when the socket goes first."""
+        flags = self._flags if timeout is None else replace(self._flags, timeout=float(timeout))
+        return self._target()._emit_and_wait(event, args, flags)
+
+    def _view(self, **flags: Any) -> "SocketView":
+        return SocketView(self._target(), replace(self._flags, **flags))
+
+    @property
+    def volatile(self) -> "SocketView":
+        return self._view(volatile=True)
+
+    def compress(self, flag: bool = True) -> "SocketView":
+        return self._view(compress=bool(flag))
+
+    def timeout(self, seconds: float) -> "SocketView":
+        return self._view(timeout=float(seconds))
+
+    # broadcasting from a socket: everyone selected but this socket
+    def _operator(self) -> BroadcastOperator:
+        target = self._target()
+        return BroadcastOperator(target.nsp.adapter, frozenset(), frozenset((target.id,)),
+                                 self._flags)
+
+    @property
+    def broadcast(self) -> BroadcastOperator:
+        return self._operator()
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self._operator().local
+
+    def to(self, room: Any) -> BroadcastOperator:
+        return self._operator().to(room)
+
+    in_ = to
+
+    def except_(self, room: Any) -> BroadcastOperator:
+        return self._operator().except_(room)
+
+
+class SocketView(_Emitting):
+    """A socket with emit flags (``socket.timeout(5)``); the socket itself stays unflagged."""
+
+    __slots__ = ("_socket", "_flags")
+
+    def __init__(self, socket: "Socket", flags: BroadcastFlags) -> None:
+        self._socket = socket
+        self._flags = flags
+
+    def _target(self) -> "Socket":
+        return self._socket
+
+
+class Socket(_Emitting, EventEmitter):
+    """One client connected to one namespace."""
+
+    _flags = _NO_FLAGS
+
+    def __init__(self, nsp: "Namespace", client: "Client", auth: Any) -> None:
+        EventEmitter.__init__(self)
+        self.nsp = nsp
+        self.server = nsp.server
+        self.client = client
+        self.conn = client.conn
+        self.id = generate_id()
+        self.handshake = build_handshake(client.conn.environ, auth)
+        self.data: dict = {}
+        self._state = PENDING
+        self._acks: dict[int, Callable] = {}
+        self._fns: list[Callable] = []
+        self._any: list[Callable] = []
+        self._any_outgoing: list[Callable] = []
+        self._pending_rooms: list = []     # joined in a connection middleware
+        self._early: list | None = []      # events that came before `connection` returned
+        self._waiters: set[AsyncResult] = set()
+
+    def _target(self) -> "Socket":
+        return self
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._state == CONNECTED
+
+    @property
+    def disconnected(self) -> bool:
+        return self._state != CONNECTED
+
+    @property
+    def environ(self) -> dict:
+        return self.conn.environ
+
+    @property
+    def rooms(self) -> set:
+        if self._state == CONNECTED:
+            return self.nsp.adapter.socket_rooms(self.id) or set()
+        if self._state == PENDING:
+            return set(self._pending_rooms)
+        return set()
+
+    # -- rooms ------------------------------------------------------------------
+
+    def join(self, rooms: Any) -> None:
+        rooms = _socket_rooms(rooms)
+        if self._state == CONNECTED:
+            self.nsp.adapter.add_all(self.id, rooms)
+        elif self._state == PENDING:
+            self._pending_rooms.extend(r for r in rooms if r not in self._pending_rooms)
+
+    def leave(self, room: Any) -> None:
+        if self._state == CONNECTED:
+            self.nsp.adapter.delete(self.id, room)
+        elif self._state == PENDING and room in self._pending_rooms:
+            self._pending_rooms.remove(room)
+
+    # -- middleware and catch-all listeners ------------------------------------
+
+    def use(self, fn: Callable) -> "Socket":
+        """``fn([event, *args], next)`` for each incoming event, before its handlers."""
+        self._fns.append(fn)
+        return self
+
+    def on_any(self, fn: Callable) -> Callable:
+        self._any.append(fn)
+        return fn
+
+    def prepend_any(self, fn: Callable) -> Callable:
+        self._any.insert(0, fn)
+        return fn
+
+    def off_any(self, fn: Callable | None = None) -> None:
+        if fn is None:
+            self._any.clear()
+        elif fn in self._any:
+            self._any.remove(fn)
+
+    def listeners_any(self) -> list[Callable]:
+        return list(self._any)
+
+    def on_any_outgoing(self, fn: Callable) -> Callable:
+        if not self._any_outgoing:
+            self.nsp._outgoing_listeners += 1
+        self._any_outgoing.append(fn)
+        return fn
+
+    def prepend_any_outgoing(self, fn: Callable) -> Callable:
+        self.on_any_outgoing(fn)
+        self._any_outgoing.remove(fn)
+        self._any_outgoing.insert(0, fn)
+        return fn
+
+    def off_any_outgoing(self, fn: Callable | None = None) -> None:
+        had = bool(self._any_outgoing)
+        if fn is None:
+            self._any_outgoing.clear()
+        elif fn in self._any_outgoing:
+            self._any_outgoing.remove(fn)
+        if had and not self._any_outgoing:
+            self.nsp._outgoing_listeners -= 1
+
+    def listeners_any_outgoing(self) -> list[Callable]:
+        return list(self._any_outgoing)
+
+    def _notify_outgoing(self, data: list) -> None:
+        for fn in list(self._any_outgoing):
+            call_safely(fn, *data)
+
+    # -- sending ----------------------------------------------------------------
+
+    def _packet(self, ptype: int, data: Any = None, pid: int | None = None,
+                volatile: bool = False) -> None:
+        self.client._send(_speedups.encode_packet(ptype, self.nsp.name, data, pid), volatile)
+
+    def _emit(self, event: Any, args: tuple, callback: Callable | None,
+              flags: BroadcastFlags) -> bool:
+        check_event(event)
+        data = [event, *args]
+        pid = None
+        if callback is not None:
+            pid = self.nsp._next_ack_id()
+        # encode before registering anything: unserialisable data raises TypeError here
+        encoded = _speedups.encode_packet(EVENT, self.nsp.name, data, pid)
+        if callback is not None:
+            self._register_ack(pid, callback, flags.timeout)
+        if self._any_outgoing:
+            self._notify_outgoing(data)
+        self.client._send(encoded, flags.volatile)
+        return True
+
+    def _register_ack(self, pid: int, callback: Callable, timeout: float | None) -> None:
+        if timeout is None:
+            self._acks[pid] = callback
+            return
+
+        def expire() -> None:
+            if self._acks.pop(pid, None) is not None:
+                callback(timeout_error())
+
+        timer = gevent.spawn_later(timeout, expire)
+
+        def on_ack(*args: Any) -> None:
+            timer.kill(block=False)
+            callback(None, *args)
+
+        self._acks[pid] = on_ack
+
+    def _emit_and_wait(self, event: Any, args: tuple, flags: BroadcastFlags) -> Any:
+        result = AsyncResult()
+        if flags.timeout is None:
+            def done(*values: Any) -> None:
+                result.set(ack_value(values))
+        else:
+            def done(err: BaseException | None, *values: Any) -> None:
+                if err is not None:
+                    result.set_exception(err)
+                else:
+                    result.set(ack_value(values))
+        if self._state == CLOSED:
+            raise DisconnectedError("the socket is disconnected")
+        self._waiters.add(result)
+        try:
+            self._emit(event, args, done, flags)
+            return result.get()
+        finally:
+            self._waiters.discard(result)
+
+    def _make_ack(self, pid: int) -> Callable[..., None]:
+        sent = False
+
+        def ack(*args: Any) -> None:
+            nonlocal sent
+            if sent:
+                return   # an ack is answered once, like Node's
+            sent = True
+            self._packet(ACK, list(args), pid)
+
+        return ack
+
+    # -- receiving (called by the Client, in the reading greenlet) ----------------
+
+    def _on_packet(self, packet) -> None:
+        if self._state != CONNECTED:
+            return
+        ptype = packet.type
+        if ptype == EVENT or ptype == BINARY_EVENT:
+            args = list(packet.data)
+            if packet.id is not None:
+                args.append(self._make_ack(packet.id))
+            if self._early is not None:
+                self._early.append(args)
+            else:
+                self.server._spawn(self._dispatch, args)
+        elif ptype == ACK or ptype == BINARY_ACK:
+            callback = self._acks.pop(packet.id, None)
+            if callback is not None:
+                self.server._spawn(callback, *packet.data)
+        elif ptype == DISCONNECT:
+            self._on_close("client namespace disconnect")
+
+    def _dispatch(self, args: list) -> None:
+        for fn in list(self._any):
+            call_safely(fn, *args)
+        if self._fns:
+            run_middlewares(list(self._fns), args, lambda err: self._after_middlewares(err, args))
+        else:
+            self._call_handlers(args)
+
+    def _after_middlewares(self, err: Any, args: list) -> None:
+        if err is not None:
+            self._on_error(err)
+        elif self._state == CONNECTED:
+            self._call_handlers(args)
+
+    def _call_handlers(self, args: list) -> None:
+        for handler in self.listeners(args[0]):
+            try:
+                handler(*args[1:])
+            except Exception:  # logged; the connection lives on
+                log.exception("error in handler for event %r of socket %s", args[0], self.id)
+
+    def _on_error(self, err: Any) -> None:
+        if self._listeners.get("error"):
+            self.emit_reserved("error", err)
+        else:
+            log.debug("socket %s: unhandled error %r", self.id, err)
+
+    def emit_reserved(self, event: str, *args: Any) -> None:
+        """Call this socket's own listeners (no packet is sent)."""
+        EventEmitter.emit(self, event, *args)
+
+    # -- connecting and closing ---------------------------------------------------
+
+    def _on_connect(self) -> None:
+        """Accepted: into the rooms, then the CONNECT reply."""
+        self._state = CONNECTED
+        rooms, self._pending_rooms = self._pending_rooms + [self.id], []
+        self.nsp.adapter.add_all(self.id, rooms)
+        self._packet(CONNECT, {"sid": self.id})
+
+    def _refuse(self, payload: dict) -> None:
+        self._state = CLOSED
+        self._pending_rooms = []
+        self._packet(CONNECT_ERROR, payload)
+
+    def _ready(self) -> None:
+        """The `connection` handlers returned: dispatch what arrived meanwhile."""
+        early, self._early = self._early, None
+        for args in early or ():
+            self.server._spawn(self._dispatch, args)
+
+    def disconnect(self, close: bool = False) -> "Socket":
+        """Leave this namespace (DISCONNECT packet), or close the whole connection."""
+        if self._state != CONNECTED:
+            return self
+        if close:
+            self.client._disconnect_all()
+        else:
+            self._packet(DISCONNECT)
+            self._on_close("server namespace disconnect")
+        return self
+
+    def _on_close(self, reason: str, description: Any = None) -> None:
+        if self._state != CONNECTED:
+            if self._state == PENDING:
+                self._state = CLOSED
+            return
+        # rooms are still readable in `disconnecting`
+        self.emit_reserved("disconnecting", reason)
+        self.nsp.adapter.delete_all(self.id)
+        self._state = CLOSED
+        self.nsp._remove(self)
+        self.client._remove(self)
+        if self._any_outgoing:
+            self.off_any_outgoing()
+        for waiter in list(self._waiters):
+            waiter.set_exception(DisconnectedError(reason))
+        self.emit_reserved("disconnect", reason)
+
+    def __repr__(self) -> str:
+        return f"<Socket {self.id} nsp={self.nsp.name!r} {self._state}>"
