@@ -1,0 +1,621 @@
+"""One command: roomcast beside python-socketio and Node's socket.io, same machine, same run.
+
+    python benchmarks/run.py --quick      # < 2 minutes: 1,000 and 5,000 clients, one repetition
+    python benchmarks/run.py              # the full matrix: 100 .. 10,000 clients, 3 repetitions
+
+Each server runs the same small app (benchmarks/README.md) pinned to one core; the C
+load generator (benchmarks/loadgen/loadgen.c) runs pinned to the other. Servers run
+interleaved (A B C D, A B C D, ...). Writes results/results.md, results/results.json and
+results/chart.png; the raw log of every phase goes to results/raw/ (not committed).
+Talks to 127.0.0.1 only and stops by itself (every wait has a deadline).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+RAW = RESULTS / "raw"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+SERVERS = {
+    # name: (label, argv, extra env)
+    "roomcast": ("roomcast (compiled)", [sys.executable, str(HERE / "servers" / "roomcast_app.py")],
+                 {"ROOMCAST_REQUIRE_EXTENSIONS": "1"}),
+    "roomcast-py": ("roomcast (pure Python)", [sys.executable, str(HERE / "servers" / "roomcast_app.py")],
+                    {"ROOMCAST_NO_EXTENSIONS": "1"}),
+    "psio": ("python-socketio 5 + gevent-websocket", [sys.executable, str(HERE / "servers" / "psio_app.py")], {}),
+    "node": ("Node socket.io 4.8", ["node", str(HERE / "servers" / "node_app.js")], {}),
+}
+BASELINE = "psio"
+
+# scenario: (loadgen kind, label)
+SCENARIOS = {
+    "all": ("all", "broadcast to everyone"),
+    "room": ("room", "to one room (10%)"),
+    "multi": ("multi", "3 rooms minus 1 room"),
+    "bin": ("bin", "binary attachment, everyone"),
+    "uni": ("uni", "unicast to each in turn"),
+    "ack": (None, "client events, server acks"),
+}
+
+
+def recipients(kind: str, n: int) -> int:
+    """How many clients one broadcast of this kind reaches (the loadgen's room layout)."""
+    if kind == "room":
+        return sum(1 for i in range(n) if i % 10 == 0)
+    if kind == "multi":
+        return sum(1 for i in range(n) if i % 10 < 3 and i % 4 != 0)
+    return n
+
+
+# ---------------------------------------------------------------- processes
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of the process, in seconds (/proc/<pid>/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def taskset(core: int | None, argv: list[str]) -> list[str]:
+    if core is None or not shutil.which("taskset"):
+        return argv
+    return ["taskset", "-c", str(core)] + argv
+
+
+class Loadgen:
+    """The C load generator: one command line in, one JSON line out."""
+
+    def __init__(self, binary: Path, core: int | None, log):
+        self.log = log
+        self.p = subprocess.Popen(taskset(core, [str(binary)]), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
+
+    def cmd(self, line: str, timeout: float = 120.0) -> dict:
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        deadline = time.monotonic() + timeout
+        import select
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.p.stdout], [], [], 1.0)
+            if r:
+                out = self.p.stdout.readline()
+                if not out:
+                    raise RuntimeError(f"loadgen exited during {line!r}")
+                res = json.loads(out)
+                res["line"] = line
+                print(json.dumps(res), file=self.log, flush=True)
+                return res
+        raise TimeoutError(f"loadgen: no answer to {line!r} in {timeout} s")
+
+    def close(self):
+        try:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.close()
+            self.p.wait(5)
+        except Exception:
+            self.p.kill()
+            self.p.wait()
+
+
+def start_server(name: str, port: int, core: int | None, log) -> subprocess.Popen:
+    _, argv, extra = SERVERS[name]
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+    p = subprocess.Popen(taskset(core, argv + [str(port)]), env=env, stdout=log, stderr=log,
+                         start_new_session=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise RuntimeError(f"{name} exited at start (code {p.returncode}); see {log.name}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return p
+        except OSError:
+            time.sleep(0.1)
+    stop(p)
+    raise RuntimeError(f"{name} did not listen on {port} in 20 s")
+
+
+def stop(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+# ---------------------------------------------------------------- one session
+
+def check(res: dict, what: str, errors: list) -> None:
+    bad = {k: res[k] for k in ("missing", "duplicate", "stray", "timed_out", "errors") if res.get(k)}
+    if bad or res.get("live", res.get("conns")) != res.get("conns"):
+        errors.append(f"{what}: {bad} live={res.get('live')}/{res.get('conns')}")
+
+
+def session(name: str, n: int, cfg, lg_binary: Path, log) -> dict:
+    """Start one server, connect n clients, run every scenario, stop it. Returns the figures."""
+    port = free_port()
+    srv = start_server(name, port, cfg.server_core, log)
+    lg = Loadgen(lg_binary, cfg.loadgen_core, log)
+    out: dict = {"server": name, "n": n, "errors": [], "scen": {}}
+    try:
+        time.sleep(0.3)
+        rss0 = proc_rss(srv.pid)
+        c0 = proc_cpu(srv.pid)
+        res = lg.cmd(f"connect {port} {n} {cfg.inflight}")
+        c1 = proc_cpu(srv.pid)
+        check(res, "connect", out["errors"])
+        out["conn_per_s"] = n / res["wall"]
+        out["connect_cpu_us"] = (c1 - c0) / n * 1e6
+        check(lg.cmd("join"), "join", out["errors"])
+        time.sleep(cfg.settle)
+        out["rss_per_conn"] = (proc_rss(srv.pid) - rss0) / n
+        ph = 0
+        for scen in cfg.scenarios:
+            kind, _ = SCENARIOS[scen]
+            if kind is None:
+                # warm-up (also sizes the measured phase so that it lasts about cfg.phase_secs)
+                ph += 1
+                warm = lg.cmd(f"acks {ph} {max(1, cfg.warmup // n)}")
+                check(warm, f"{scen} warm-up", out["errors"])
+                est = warm["deliveries"] / max(warm["wall"], 1e-3)
+                per_conn = max(1, round(est * cfg.phase_secs / n))
+                ph += 1
+                c0 = proc_cpu(srv.pid)
+                res = lg.cmd(f"acks {ph} {per_conn}")
+                c1 = proc_cpu(srv.pid)
+                check(res, scen, out["errors"])
+                sat = res["deliveries"] / res["wall"]
+                ph += 1
+                rate = 0.5 * sat
+                lat = lg.cmd(f"ackspaced {ph} {rate:.1f} {cfg.paced_secs}", timeout=60 + cfg.paced_secs)
+                check(lat, f"{scen} paced", out["errors"])
+            else:
+                r = recipients(kind, n)
+                ph += 1
+                warm = lg.cmd(f"burst {ph} {kind} {max(1, cfg.warmup // r)}")
+                check(warm, f"{scen} warm-up", out["errors"])
+                est = warm["deliveries"] / max(warm["wall"], 1e-3)
+                # /proc/<pid>/stat counts CPU in 10 ms ticks: a phase of ~cfg.phase_secs keeps
+                # that error near 1%
+                k = max(1, round(est * cfg.phase_secs / r))
+                ph += 1
+                c0 = proc_cpu(srv.pid)
+                res = lg.cmd(f"burst {ph} {kind} {k}")
+                c1 = proc_cpu(srv.pid)
+                check(res, scen, out["errors"])
+                sat = res["deliveries"] / res["wall"]
+                # half of this server's own saturation rate; at most 1,000 triggers a second
+                # (each trigger is itself an event the server parses), with k broadcasts each
+                per_s = 0.5 * sat / r
+                k_each = max(1, int(-(-per_s // cfg.max_triggers)))
+                trig_s = per_s / k_each
+                # enough time for a few triggers even when one broadcast reaches 10,000 clients
+                secs = min(3.0, max(cfg.paced_secs, 4 / trig_s))
+                ph += 1
+                lat = lg.cmd(f"paced {ph} {kind} {trig_s:.3f} {secs:.2f} {k_each}", timeout=60 + secs)
+                check(lat, f"{scen} paced", out["errors"])
+            out["scen"][scen] = {
+                "deliveries": res["deliveries"],
+                "rate": sat,
+                "cpu_us": (c1 - c0) / res["deliveries"] * 1e6,
+                "server_util": (c1 - c0) / res["wall"],
+                "loadgen_util": res["loadgen_cpu"] / res["wall"],
+                "p50_ms": lat["lat_p50_ms"],
+                "p99_ms": lat["lat_p99_ms"],
+                "paced_rate": lat["deliveries"] / max(lat["wall"], 1e-9),
+                "paced_loadgen_util": lat["loadgen_cpu"] / max(lat["wall"], 1e-9),
+            }
+        lg.cmd("close")
+    finally:
+        lg.close()
+        stop(srv)
+    return out
+
+
+# ---------------------------------------------------------------- summary
+
+def fmt(v: float, unit: str) -> str:
+    if unit == "rate":
+        return f"{v / 1000:.0f}k" if v >= 10000 else f"{v / 1000:.1f}k"
+    if unit == "us":
+        return f"{v:.2f}" if v < 10 else f"{v:.1f}"
+    if unit == "ms":
+        return f"{v:.2f}" if v < 10 else f"{v:.0f}"
+    if unit == "kib":
+        return f"{v / 1024:.1f}"
+    return f"{v:.0f}"
+
+
+def gather(runs: list[dict], servers, ns, get) -> dict:
+    """(server, n) -> {'vals': [...], 'ratios': [...]}; ratios vs BASELINE from the same repetition."""
+    out = {}
+    for n in ns:
+        for s in servers:
+            vals, ratios = [], []
+            for rep in {r["rep"] for r in runs}:
+                this = [r for r in runs if r["rep"] == rep and r["n"] == n and r["server"] == s]
+                base = [r for r in runs if r["rep"] == rep and r["n"] == n and r["server"] == BASELINE]
+                if not this:
+                    continue
+                v = get(this[0])
+                if v is None:
+                    continue
+                vals.append(v)
+                b = get(base[0]) if base else None
+                if b:
+                    ratios.append(v / b)
+            out[(s, n)] = {"vals": vals, "ratios": ratios}
+    return out
+
+
+def cell(d: dict, unit: str) -> str:
+    if not d["vals"]:
+        return "–"
+    med = statistics.median(d["vals"])
+    s = fmt(med, unit)
+    if len(d["vals"]) > 1:
+        s += f" ({fmt(min(d['vals']), unit)}–{fmt(max(d['vals']), unit)})"
+    if d["ratios"]:
+        s += f" ×{statistics.median(d['ratios']):.2f}"
+    return s
+
+
+METRICS = [
+    ("rate", "deliveries/s at saturation", "rate"),
+    ("cpu_us", "server CPU µs per delivery", "us"),
+    ("p50_ms", "latency p50 ms at ½ saturation", "ms"),
+    ("p99_ms", "latency p99 ms at ½ saturation", "ms"),
+]
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    vers = {}
+    for mod in ("gevent", "geventwebsocket", "socketio", "engineio"):
+        try:
+            from importlib.metadata import version
+            vers[mod] = version({"socketio": "python-socketio", "engineio": "python-engineio",
+                                 "geventwebsocket": "gevent-websocket"}.get(mod, mod))
+        except Exception:
+            vers[mod] = "?"
+    try:
+        sio_node = json.loads((HERE / "node" / "node_modules" / "socket.io" / "package.json").read_text())["version"]
+    except OSError:
+        sio_node = "?"
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+            "python": platform.python_version(), "node": node, "socket.io": sio_node,
+            "roomcast_commit": commit, **vers, "loadavg_at_start": open("/proc/loadavg").read().split()[:3]}
+
+
+def summarize(doc: dict) -> str:
+    runs, cfg = doc["runs"], doc["config"]
+    servers = [s for s in cfg["servers"] if any(r["server"] == s for r in runs)]
+    ns = cfg["clients"]
+    labels = [SERVERS[s][0] for s in servers]
+    m = doc["machine"]
+    lines = [
+        f"# roomcast benchmark results ({'quick' if cfg['quick'] else 'full'} run, {doc['finished']})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}; Python {m['python']}, "
+        f"gevent {m['gevent']}, gevent-websocket {m['geventwebsocket']}, python-socketio {m['socketio']} "
+        f"(engineio {m['engineio']}); Node {m['node']}, socket.io {m['socket.io']}; roomcast {m['roomcast_commit']}.",
+        f"Server pinned to core {cfg['server_core']}, load generator to core {cfg['loadgen_core']}; "
+        f"{cfg['reps']} repetition(s), servers interleaved. Cells: median (min–max over repetitions) "
+        f"×ratio to python-socketio in the same repetition.",
+        "",
+    ]
+    # headline
+    hn = 5000 if 5000 in ns else max(ns)
+    lines += [f"## Headline: {hn:,} WebSocket clients, broadcast to everyone, server on one core", "",
+              "| | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+
+    def row(title, get, unit, n=hn):
+        g = gather(runs, servers, [n], get)
+        lines.append(f"| {title} | " + " | ".join(cell(g[(s, n)], unit) for s in servers) + " |")
+
+    sc = lambda scen, key: (lambda r: r["scen"].get(scen, {}).get(key))  # noqa: E731
+    row("deliveries/s", sc("all", "rate"), "rate")
+    row("server CPU µs/delivery", sc("all", "cpu_us"), "us")
+    row("latency p50 / p99 ms (½ sat.)", sc("all", "p50_ms"), "ms")
+    lines[-1] = lines[-1].replace("latency p50 / p99 ms (½ sat.)", "latency p50 ms (½ sat.)")
+    row("latency p99 ms (½ sat.)", sc("all", "p99_ms"), "ms")
+    row("binary deliveries/s", sc("bin", "rate"), "rate")
+    g = gather(runs, servers, [hn], lambda r: (r["scen"]["bin"]["rate"] / r["scen"]["all"]["rate"] * 100)
+               if "bin" in r["scen"] and "all" in r["scen"] else None)
+    lines.append("| binary rate, % of text rate | " + " | ".join(
+        (f"{statistics.median(g[(s, hn)]['vals']):.0f}%" if g[(s, hn)]["vals"] else "–") for s in servers) + " |")
+    row("RSS KiB per idle connection", lambda r: r["rss_per_conn"], "kib")
+    row("connections/s", lambda r: r["conn_per_s"], "rate")
+    lines.append("")
+    # full tables
+    for n in ns:
+        lines += [f"## {n:,} clients", "", "| scenario | metric | " + " | ".join(labels) + " |",
+                  "|---|---|" + "---|" * len(labels)]
+        for scen in cfg["scenarios"]:
+            for key, title, unit in METRICS:
+                g = gather(runs, servers, [n], sc(scen, key))
+                lines.append(f"| {SCENARIOS[scen][1]} | {title} | "
+                             + " | ".join(cell(g[(s, n)], unit) for s in servers) + " |")
+        for title, get, unit in (("RSS KiB per idle connection", lambda r: r["rss_per_conn"], "kib"),
+                                 ("connections/s", lambda r: r["conn_per_s"], "rate")):
+            g = gather(runs, servers, [n], get)
+            lines.append(f"| idle | {title} | " + " | ".join(cell(g[(s, n)], unit) for s in servers) + " |")
+        lines.append("")
+    # the load generator's own load
+    lg = [v["loadgen_util"] for r in runs for v in r["scen"].values()]
+    lgp = [v["paced_loadgen_util"] for r in runs for v in r["scen"].values()]
+    su = [v["server_util"] for r in runs for v in r["scen"].values()]
+    lines += ["## Was the load generator the bottleneck?", "",
+              f"Load generator CPU during the saturation phases: median {statistics.median(lg) * 100:.0f}%, "
+              f"max {max(lg) * 100:.0f}% of its core; during the paced phases: max {max(lgp) * 100:.0f}%. "
+              f"Server CPU during the saturation phases: median {statistics.median(su) * 100:.0f}% of its core.",
+              ""]
+    errs = [f"{r['server']} n={r['n']} rep {r['rep']}: {e}" for r in runs for e in r["errors"]]
+    lines += ["## Counting check", "",
+              ("Every client received exactly the expected number of messages in every phase "
+               "(no loss, no duplicate, no stray message)." if not errs else
+               "Problems seen (loss, duplicates, timeouts):\n\n" + "\n".join(f"- {e}" for e in errs)), ""]
+    return "\n".join(lines)
+
+
+def chart(doc: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs, cfg = doc["runs"], doc["config"]
+    servers = [s for s in cfg["servers"] if any(r["server"] == s for r in runs)]
+    ns = cfg["clients"]
+    hn = 5000 if 5000 in ns else max(ns)
+    colors = {"roomcast": "#d62728", "roomcast-py": "#ff9896", "psio": "#1f77b4", "node": "#2ca02c"}
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+
+    def med_rng(vals):
+        m = statistics.median(vals)
+        return m, m - min(vals), max(vals) - m
+
+    # 1: deliveries/s by scenario at the headline size
+    ax = axes[0][0]
+    scens = cfg["scenarios"]
+    w = 0.8 / len(servers)
+    for i, s in enumerate(servers):
+        meds, lo, hi = [], [], []
+        for scen in scens:
+            vals = [r["scen"][scen]["rate"] for r in runs if r["server"] == s and r["n"] == hn and scen in r["scen"]]
+            m, a, b = med_rng(vals) if vals else (0, 0, 0)
+            meds.append(m / 1000); lo.append(a / 1000); hi.append(b / 1000)
+        ax.bar([j + i * w for j in range(len(scens))], meds, w, yerr=[lo, hi], label=SERVERS[s][0],
+               color=colors.get(s), capsize=2)
+    ax.set_xticks([j + 0.4 - w / 2 for j in range(len(scens))])
+    ax.set_xticklabels([SCENARIOS[s][1] for s in scens], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("thousand deliveries / s")
+    ax.set_title(f"Throughput at saturation, {hn:,} clients, server on 1 core")
+    ax.legend(fontsize=8)
+
+    # 2: CPU per delivery vs clients, broadcast to everyone
+    ax = axes[0][1]
+    for s in servers:
+        xs, ys, lo, hi = [], [], [], []
+        for n in ns:
+            vals = [r["scen"]["all"]["cpu_us"] for r in runs if r["server"] == s and r["n"] == n and "all" in r["scen"]]
+            if vals:
+                m, a, b = med_rng(vals)
+                xs.append(n); ys.append(m); lo.append(a); hi.append(b)
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", label=SERVERS[s][0], color=colors.get(s), capsize=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("connected clients")
+    ax.set_ylabel("server CPU µs per delivery")
+    ax.set_title("Server CPU per delivery, broadcast to everyone (lower is better)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+
+    # 3: latency p50/p99 at half saturation, headline size
+    ax = axes[1][0]
+    for i, s in enumerate(servers):
+        p50 = [statistics.median([r["scen"][sc]["p50_ms"] for r in runs if r["server"] == s and r["n"] == hn
+                                  and sc in r["scen"]] or [0]) for sc in scens]
+        p99 = [statistics.median([r["scen"][sc]["p99_ms"] for r in runs if r["server"] == s and r["n"] == hn
+                                  and sc in r["scen"]] or [0]) for sc in scens]
+        xs = [j + i * w for j in range(len(scens))]
+        ax.bar(xs, p99, w, color=colors.get(s), alpha=0.35)
+        ax.bar(xs, p50, w, color=colors.get(s), label=SERVERS[s][0])
+    ax.set_xticks([j + 0.4 - w / 2 for j in range(len(scens))])
+    ax.set_xticklabels([SCENARIOS[s][1] for s in scens], rotation=20, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms (solid p50, pale p99)")
+    ax.set_title(f"Publish-to-receipt latency at ½ each server's saturation, {hn:,} clients")
+
+    # 4: memory and connection rate
+    ax = axes[1][1]
+    rss = [statistics.median([r["rss_per_conn"] / 1024 for r in runs if r["server"] == s and r["n"] == hn] or [0])
+           for s in servers]
+    cps = [statistics.median([r["conn_per_s"] for r in runs if r["server"] == s and r["n"] == hn] or [0])
+           for s in servers]
+    xs = range(len(servers))
+    ax.bar([x - 0.2 for x in xs], rss, 0.4, color=[colors.get(s) for s in servers])
+    ax.set_ylabel("RSS KiB per idle connection (left bars)")
+    ax2 = ax.twinx()
+    ax2.bar([x + 0.2 for x in xs], cps, 0.4, color=[colors.get(s) for s in servers], alpha=0.4, hatch="//")
+    ax2.set_ylabel("connections / s (right bars, hatched)")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels([SERVERS[s][0] for s in servers], rotation=15, ha="right", fontsize=8)
+    ax.set_title(f"Memory per idle connection and connection rate, {hn:,} clients")
+
+    m = doc["machine"]
+    fig.suptitle(f"roomcast vs python-socketio vs Node socket.io — {m['cpu']}, "
+                 f"{cfg['reps']} rep(s), medians with min–max", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- setup and main
+
+def build_loadgen() -> Path:
+    RAW.mkdir(parents=True, exist_ok=True)
+    src = HERE / "loadgen" / "loadgen.c"
+    out = RAW / "loadgen"
+    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        cc = os.environ.get("CC", "cc")
+        subprocess.run([cc, "-O2", "-Wall", "-o", str(out), str(src)], check=True)
+    return out
+
+
+def ensure_node() -> bool:
+    if not shutil.which("node"):
+        print("node not found: skipping the Node server", file=sys.stderr)
+        return False
+    if not (HERE / "node" / "node_modules" / "socket.io").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE / "node", check=True)
+    return True
+
+
+def roomcast_ok(pure: bool) -> bool:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env.pop("ROOMCAST_NO_EXTENSIONS", None)
+    if pure:
+        env["ROOMCAST_NO_EXTENSIONS"] = "1"
+    else:
+        env["ROOMCAST_REQUIRE_EXTENSIONS"] = "1"
+    probe = "import roomcast; roomcast.Server; roomcast.WSGIApp; print(roomcast.USING_EXTENSIONS)"
+    r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    if r.returncode != 0 and not pure:
+        # a clean clone has no compiled core yet: build it in place, then look again
+        print("building roomcast's compiled core in place (setup.py build_ext --inplace)", file=sys.stderr)
+        subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=ROOT,
+                       env=dict(env, ROOMCAST_REQUIRE_EXTENSIONS="1"), capture_output=True)
+        r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"roomcast ({'pure' if pure else 'compiled'}) not usable, skipped:\n"
+              f"{r.stderr.strip().splitlines()[-1:] }", file=sys.stderr)
+        return False
+    return True
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="1,000 and 5,000 clients, 1 repetition (< 2 min)")
+    ap.add_argument("--servers", default="roomcast,roomcast-py,psio,node")
+    ap.add_argument("--clients", help="comma-separated client counts (default: 100,1000,5000,10000)")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --quick)")
+    ap.add_argument("--phase-secs", type=float, help="target length of each saturation phase")
+    ap.add_argument("--paced-secs", type=float, help="length of each latency phase")
+    ap.add_argument("--server-core", type=int, default=0)
+    ap.add_argument("--loadgen-core", type=int, default=1)
+    ap.add_argument("--out", default=str(RESULTS), help="where results.md, .json and chart.png go")
+    a = ap.parse_args(argv)
+
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    clients = [int(x) for x in a.clients.split(",")] if a.clients else (
+        [1000, 5000] if a.quick else [100, 1000, 5000, 10000])
+    # each side holds one descriptor per client plus a few dozen of its own
+    dropped = [n for n in clients if n + 200 > limit]
+    clients = [n for n in clients if n + 200 <= limit]
+    if dropped:
+        print(f"descriptor limit {limit}: skipping {dropped} clients", file=sys.stderr)
+
+    class Cfg:
+        pass
+    cfg = Cfg()
+    cfg.quick = a.quick
+    cfg.reps = a.reps or (1 if a.quick else 3)
+    cfg.phase_secs = a.phase_secs or (0.4 if a.quick else 0.8)
+    cfg.warmup = 5000  # deliveries in each warm-up phase
+    cfg.paced_secs = a.paced_secs or (0.5 if a.quick else 0.8)
+    cfg.settle = 0.5
+    cfg.inflight = 64
+    cfg.max_triggers = 1000
+    cfg.server_core, cfg.loadgen_core = a.server_core, a.loadgen_core
+    if (os.cpu_count() or 1) < 2:
+        cfg.server_core = cfg.loadgen_core = None
+    cfg.scenarios = a.scenarios.split(",")
+
+    servers = []
+    for s in a.servers.split(","):
+        if s == "node" and not ensure_node():
+            continue
+        if s.startswith("roomcast") and not roomcast_ok(pure=(s == "roomcast-py")):
+            continue
+        servers.append(s)
+    lg_binary = build_loadgen()
+    cfg.servers, cfg.clients = servers, clients
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    log = open(RAW / f"run-{stamp}.log", "w")
+    doc = {"config": {k: v for k, v in vars(cfg).items()}, "machine": machine(), "runs": [],
+           "started": stamp}
+    t0 = time.monotonic()
+    for rep in range(cfg.reps):
+        for n in clients:
+            for s in servers:
+                print(f"[{time.monotonic() - t0:6.1f}s] rep {rep + 1}/{cfg.reps}  {n:>6} clients  {s}",
+                      file=sys.stderr, flush=True)
+                print(f"=== rep {rep} n {n} server {s}", file=log, flush=True)
+                try:
+                    r = session(s, n, cfg, lg_binary, log)
+                except Exception as e:  # one failed session must not lose the rest of the run
+                    print(f"    failed: {e}", file=sys.stderr)
+                    continue
+                r["rep"] = rep
+                for e in r["errors"]:
+                    print(f"    check: {e}", file=sys.stderr)
+                doc["runs"].append(r)
+    doc["finished"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    doc["seconds"] = time.monotonic() - t0
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(doc, indent=1, default=str))
+    md = summarize(doc)
+    (out / "results.md").write_text(md + f"\nRun took {doc['seconds']:.0f} s: "
+                                    f"`python benchmarks/run.py{' --quick' if a.quick else ''}`.\n")
+    chart(doc, out / "chart.png")
+    print(md)
+    print(f"\nwrote {out / 'results.md'}, {out / 'chart.png'} in {doc['seconds']:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

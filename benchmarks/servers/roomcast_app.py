@@ -1,0 +1,72 @@
+"""The benchmark app on roomcast's native API (ARCHITECTURE.md section 8), served
+by gevent.pywsgi with gevent-websocket's WebSocketHandler. The app is written down
+in benchmarks/README.md.
+
+usage: python roomcast_app.py PORT
+ROOMCAST_NO_EXTENSIONS=1 selects the pure-Python twin at import time;
+run.py sets ROOMCAST_REQUIRE_EXTENSIONS=1 for the compiled run so that a missing
+extension fails loudly instead of measuring the twin under the wrong name.
+"""
+from gevent import monkey
+
+monkey.patch_all()
+
+import sys  # noqa: E402
+
+from gevent import pywsgi  # noqa: E402
+from geventwebsocket.handler import WebSocketHandler  # noqa: E402
+
+import roomcast  # noqa: E402
+
+PAD = "x" * 24
+ATTACHMENT = bytes(range(64))
+GROUPS = ["g0", "g1", "g2"]
+
+io = roomcast.Server()
+order: dict = {}  # sockets in connection order (dicts keep insertion order), for unicast
+
+
+@io.on("connection")
+def on_connection(socket):
+    order[socket.id] = socket
+
+    @socket.on("disconnect")
+    def on_disconnect(reason):
+        order.pop(socket.id, None)
+
+    @socket.on("join")
+    def join(rooms, ack=None):
+        socket.join(rooms)
+        if ack:
+            ack(True)
+
+    @socket.on("echo")
+    def echo(data, ack=None):
+        if ack:
+            ack(data)
+
+    @socket.on("burst")
+    def burst(spec, ack=None):
+        kind, k = spec["kind"], spec["k"]
+        data = {"ph": spec["ph"], "t": spec["t"], "p": PAD}
+        for _ in range(k):
+            if kind == "all":
+                io.emit("b", data)
+            elif kind == "room":
+                io.to("g0").emit("b", data)
+            elif kind == "multi":
+                io.to(GROUPS).except_("x0").emit("b", data)
+            elif kind == "bin":
+                io.emit("bb", data, ATTACHMENT)
+            elif kind == "uni":
+                for s in list(order.values()):
+                    s.emit("b", data)
+        if ack:
+            ack(True)
+
+
+if __name__ == "__main__":
+    print(f"roomcast compiled core: {roomcast.USING_EXTENSIONS}", file=sys.stderr, flush=True)
+    app = roomcast.WSGIApp(io)
+    pywsgi.WSGIServer(("127.0.0.1", int(sys.argv[1])), app, handler_class=WebSocketHandler,
+                      log=None, backlog=1024).serve_forever()
