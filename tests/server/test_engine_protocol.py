@@ -273,10 +273,37 @@ def test_client_ping_is_an_invalid_heartbeat_direction(serve):
     assert closed[0][1] == "transport error"
 
 
-def test_websocket_with_unknown_sid_is_refused(serve):
-    url = serve(echo_engine()[0])
+def test_refused_websocket_gets_nodes_plain_400(serve):
+    engine, _ = echo_engine()
+    url = serve(engine)
     ws = RawWebSocket(url, P, query="EIO=4&transport=websocket&sid=unknown")
-    assert ws.wait_closed()
+    assert ws.status == 400   # before any upgrade, with roomcast's handler
+    assert ws.f.read() == b"Session ID unknown"
+    sid, _ = handshake(url, P)
+    engine.clients[sid].upgrading = True   # a second upgrade of one session is refused too
+    assert RawWebSocket(url, P, query=f"EIO=4&transport=websocket&sid={sid}").status == 400
+
+
+def test_stock_gevent_websocket_handler_closes_a_refused_websocket(serve):
+    from gevent.pywsgi import WSGIServer
+    from geventwebsocket.handler import WebSocketHandler
+
+    import roomcast
+
+    server = WSGIServer(("127.0.0.1", 0), roomcast.WSGIApp(echo_engine()[0]),
+                        handler_class=WebSocketHandler, log=None)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        ws = RawWebSocket(url, P, query="EIO=4&transport=websocket&sid=unknown")
+        assert ws.status == 101
+        opcode, payload = ws.recv_frame()
+        assert opcode == 8 and payload[2:] == b"Session ID unknown"
+        good = RawWebSocket(url, P)       # the stock handler serves sessions normally
+        assert good.recv().startswith("0{")
+        good.close()
+    finally:
+        server.stop(timeout=1)
 
 
 # ---------------------------------------------------------------- heartbeats
