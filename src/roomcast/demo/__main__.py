@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         io.run(host=args.host, port=args.port, app=app)
     except KeyboardInterrupt:
         pass
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc.strerror} "
+              "(choose another with --port)", file=sys.stderr)
+        return 1
     finally:
         io.close()
     return 0
