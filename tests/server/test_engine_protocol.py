@@ -233,6 +233,51 @@ def test_packets_queued_during_upgrade_arrive_in_order(serve):
     ws.close()
 
 
+def test_upgrade_that_never_completes_times_out_and_polling_goes_on(serve):
+    engine, closed = echo_engine(upgrade_timeout=0.2)
+    url = serve(engine)
+    sid, _ = handshake(url, P)
+    ws = RawWebSocket(url, P, query=f"EIO=4&transport=websocket&sid={sid}")
+    ws.send("2probe")
+    assert ws.recv() == "3probe"
+    assert ws.wait_closed(timeout=2)                  # no "5" within upgrade_timeout
+    q = f"EIO=4&transport=polling&sid={sid}"
+    request(url, "POST", P, q, "4still polling")
+    assert request(url, path=P, query=q).text == "4still polling"
+    assert closed == [] and engine.clients[sid].transport == "polling"
+
+
+def test_server_close_during_upgrade_closes_over_polling(serve):
+    engine, closed = echo_engine()
+    url = serve(engine)
+    sid, _ = handshake(url, P)
+    q = f"EIO=4&transport=polling&sid={sid}"
+    ws = RawWebSocket(url, P, query=f"EIO=4&transport=websocket&sid={sid}")
+    ws.send("2probe")
+    assert ws.recv() == "3probe"
+    pending = gevent.spawn(request, url, "GET", P, q)
+    gevent.sleep(0.05)
+    engine.clients[sid].close()
+    assert pending.get(timeout=2).text.endswith("1")   # the close packet
+    assert ws.wait_closed(timeout=2)                    # the probe socket is dropped
+    assert closed == [(sid, "forced close")]
+
+
+def test_server_close_of_a_websocket_session_flushes_first(serve):
+    engine, closed = echo_engine()
+    url = serve(engine)
+    ws = RawWebSocket(url, P)
+    ws.recv()
+    conn = next(iter(engine.clients.values()))
+    for i in range(50):
+        conn.send("x" * 10000 + str(i))
+    conn.close()
+    got = [ws.recv() for _ in range(50)]
+    assert got[-1] == "4" + "x" * 10000 + "49"
+    assert ws.wait_closed()
+    assert closed == [(conn.id, "forced close")]
+
+
 def test_message_over_max_payload_closes_only_that_websocket(serve):
     engine, closed = echo_engine(max_http_buffer_size=1000)
     url = serve(engine)

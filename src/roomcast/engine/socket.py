@@ -79,6 +79,7 @@ class EngineSocket:
         self._ping_timer = None
         self._timeout_timer = None
         self._upgrade_timer = None
+        self._probe_sock = None
 
     # ------------------------------------------------------------------ events
     def on(self, event: str, handler: Callable) -> Callable:
@@ -177,7 +178,7 @@ class EngineSocket:
         self._table.set_busy(self.slot, False)
         if self._close_when_flushed:
             self._close_websocket(1000)
-            self._on_close("forced close")
+            self._on_close(self._closing_reason)
 
     # ------------------------------------------------------------------ heartbeat
     @staticmethod
@@ -298,6 +299,7 @@ class EngineSocket:
         parser = FrameParser(self.server.max_http_buffer_size)
         if probing:
             self.upgrading = True
+            self._probe_sock = sock
             self._upgrade_timer = gevent.get_hub().loop.timer(self.server.upgrade_timeout)
             self._upgrade_timer.start(self._upgrade_timed_out, sock)
         else:
@@ -368,20 +370,15 @@ class EngineSocket:
                 UPGRADE_CHECK_INTERVAL, UPGRADE_CHECK_INTERVAL)
             timer.start(self._upgrade_check_tick)
             return True
-        if ptype == UPGRADE and self.ready_state in ("open", "closing"):
+        if ptype == UPGRADE and self.upgrading and self.ready_state == "open":
             self._stop_upgrade_timers()
             self.upgrading = False
             self.upgraded = True
+            self._probe_sock = None
             self._attach_websocket(sock)
             if self._poll_waiter is not None:
                 self._poll_waiter.set()   # the pending GET returns a noop
             self._emit("upgrade")
-            if self.ready_state == "closing":
-                self._close_when_flushed = True
-                if not self._busy:
-                    self._close_websocket(1000)
-                    self._on_close("forced close")
-                    return False
             return True
         # anything else during the probe aborts the upgrade, not the session
         self._cancel_upgrade()
@@ -407,8 +404,15 @@ class EngineSocket:
                 setattr(self, name, None)
 
     def _cancel_upgrade(self) -> None:
+        """Give up an upgrade: the session stays on polling, the probe socket goes."""
         self._stop_upgrade_timers()
         self.upgrading = False
+        probe, self._probe_sock = self._probe_sock, None
+        if probe is not None:
+            try:
+                probe.shutdown(stdsocket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _write_control(self, sock, frame: bytes) -> None:
         if self._ws_active and self._sock is sock:
@@ -446,9 +450,10 @@ class EngineSocket:
             else:
                 self._close_websocket(1000)
                 self._on_close(reason)
-        elif self.upgrading:
-            return  # closed once the upgrade ends (Node waits for it too)
-        elif self._poll_waiter is not None:
+            return
+        if self.upgrading:
+            self._cancel_upgrade()   # close over polling; the probe socket is dropped
+        if self._poll_waiter is not None:
             self._poll_waiter.set()   # that GET carries the close packet, then we close
         else:
             timer = self._close_timer = gevent.get_hub().loop.timer(POLLING_CLOSE_TIMEOUT)
@@ -462,7 +467,7 @@ class EngineSocket:
             if timer is not None:
                 timer.stop()
                 timer.close()
-        self._stop_upgrade_timers()
+        self._cancel_upgrade()
         if self._poll_waiter is not None:
             self._poll_waiter.set()   # that GET answers with the close packet
         if self._sock is not None and reason != "forced close":
