@@ -1,0 +1,542 @@
+"""RedisAdapter: a Socket.IO cluster over Redis pub/sub, wire-compatible with Node's
+``@socket.io/redis-adapter`` 8.x, so roomcast and Node servers can share a cluster::
+
+    import roomcast
+    from roomcast.adapters.redis import RedisAdapter
+
+    io = roomcast.Server(adapter=RedisAdapter.factory("redis://127.0.0.1:6379"))
+
+``RedisAdapter.factory(redis, *, key="socket.io", requests_timeout=5.0,
+publish_on_specific_response_channel=False, sharded=False, subscription_mode="dynamic")``
+takes a URL or a ``redis.Redis`` / ``redis.RedisCluster`` client and returns the
+``adapter`` callable of one Server: its namespaces share one subscriber and one
+publisher connection. ``sharded=True`` selects the Redis 7 sharded pub/sub variant
+(``createShardedAdapter``; see ``_redis_sharded.py``).
+
+The classic protocol (node-socketio.md §4): broadcasts are notepack
+``[uid, packet, {rooms, except, flags}]`` on ``<key>#<nsp>#`` (``<key>#<nsp>#<room>#``
+for exactly one room; received through ``PSUBSCRIBE <key>#<nsp>#*``); cluster requests
+are JSON (msgpack for broadcasts with acks) on ``<key>-request#<nsp>#``, answered on
+``<key>-response#<nsp>#`` (or ``…#<uid>#`` with ``publish_on_specific_response_channel``).
+
+Differences from Node, on purpose: sockets_join / sockets_leave / disconnect_sockets
+apply to the local sockets at once (Node waits for its own message to come back from
+Redis), so they keep working for local clients while Redis is away; and a request
+whose servers do not all answer in time (a server left) completes with the answers
+it got instead of failing.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import gevent
+from gevent.event import Event
+
+from roomcast import _notepack
+from roomcast.adapter import BroadcastFlags, BroadcastOptions, InMemoryAdapter, _socket_rooms
+from roomcast.adapters import _protocol as proto
+from roomcast.adapters._hub import RedisHub
+from roomcast.adapters._redis_client import make_client
+from roomcast.operators import RemoteSocket
+
+if TYPE_CHECKING:
+    from roomcast.namespace import Namespace
+
+log = logging.getLogger("roomcast.redis")
+
+__all__ = ["RedisAdapter", "RedisAdapterFactory"]
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def uid(length: int = 6) -> str:
+    """A random id like Node's uid2(6)."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def glob_escape(text: str) -> str:
+    """Escape Redis glob characters so that a PSUBSCRIBE pattern is a plain prefix."""
+    return "".join("\\" + c if c in "\\*?[]" else c for c in text)
+
+
+# -- options on the wire -----------------------------------------------------------------
+
+def flags_to_wire(flags: BroadcastFlags) -> dict:
+    """Node's BroadcastFlags object: only the flags that were set, timeout in ms."""
+    wire: dict = {}
+    if flags.volatile:
+        wire["volatile"] = True
+    if not flags.compress:
+        wire["compress"] = False
+    if flags.timeout is not None:
+        wire["timeout"] = int(round(flags.timeout * 1000))
+    if flags.expect_single_response:
+        wire["expectSingleResponse"] = True
+    return wire
+
+
+def flags_from_wire(wire: Any) -> BroadcastFlags:
+    if not isinstance(wire, dict) or not wire:
+        return BroadcastFlags()
+    timeout = wire.get("timeout")
+    return BroadcastFlags(
+        volatile=bool(wire.get("volatile", False)),
+        compress=wire.get("compress", True) is not False,
+        timeout=timeout / 1000 if isinstance(timeout, (int, float)) else None,
+        expect_single_response=bool(wire.get("expectSingleResponse", False)),
+    )
+
+
+def opts_from_wire(wire: Any, with_flags: bool = False) -> BroadcastOptions:
+    wire = wire if isinstance(wire, dict) else {}
+    return BroadcastOptions(
+        frozenset(wire.get("rooms") or ()),
+        frozenset(wire.get("except") or ()),
+        flags_from_wire(wire.get("flags")) if with_flags else BroadcastFlags(),
+    )
+
+
+def socket_details(socket: Any) -> dict:
+    """A local socket as fetchSockets answers carry it: {id, handshake, rooms, data}."""
+    handshake = {k: v for k, v in socket.handshake.items() if k != "sessionStore"}
+    return {"id": socket.id, "handshake": handshake, "rooms": list(socket.rooms), "data": socket.data}
+
+
+def dumps_sockets_response(request_id: str, sockets: list) -> bytes:
+    details = [socket_details(s) for s in sockets]
+    try:
+        return proto.dumps_json({"requestId": request_id, "sockets": details})
+    except (TypeError, ValueError) as exc:
+        # socket.data that JSON cannot hold: answer without it rather than not at all
+        log.warning("redis: socket.data not serialisable for fetch_sockets (%s); sent as null", exc)
+        for d in details:
+            try:
+                proto.dumps_json(d["data"])
+            except (TypeError, ValueError):
+                d["data"] = None
+        return proto.dumps_json({"requestId": request_id, "sockets": details})
+
+
+class _Request:
+    """A request waiting for the answers of the other servers."""
+
+    __slots__ = ("type", "num_sub", "msg_count", "items", "done")
+
+    def __init__(self, type_: int, num_sub: int, items: Any, msg_count: int = 1) -> None:
+        self.type = type_
+        self.num_sub = num_sub
+        self.msg_count = msg_count
+        self.items = items
+        self.done = Event()
+
+
+# -- the factory ---------------------------------------------------------------------------
+
+class RedisAdapterFactory:
+    """The ``adapter=`` callable of one Server: makes the adapter of each namespace,
+    all on one shared RedisHub."""
+
+    def __init__(self, adapter_class: type, redis: Any, **options: Any) -> None:
+        client = make_client(redis)
+        self.hub = RedisHub(client, client)
+        self.adapter_class = adapter_class
+        self.options = options
+
+    def __call__(self, nsp: "Namespace") -> "RedisAdapter":
+        return self.adapter_class(nsp, self.hub, **self.options)
+
+    def close(self) -> None:
+        self.hub.close()
+
+
+class RedisAdapter(InMemoryAdapter):
+    """The classic Redis adapter (PUBLISH / PSUBSCRIBE); one per namespace."""
+
+    @classmethod
+    def factory(cls, redis: Any = "redis://127.0.0.1:6379", *, key: str = "socket.io",
+                requests_timeout: float = 5.0, publish_on_specific_response_channel: bool = False,
+                sharded: bool = False, subscription_mode: str = "dynamic") -> RedisAdapterFactory:
+        """The ``adapter=`` argument of ``roomcast.Server`` for a cluster on ``redis``
+        (a URL or a redis-py client). ``key`` is the channel prefix (Node's ``key``),
+        ``requests_timeout`` in seconds. ``sharded=True``: SSUBSCRIBE/SPUBLISH (Redis 7+),
+        with Node's ``subscription_mode`` ("dynamic", "dynamic-private" or "static")."""
+        if sharded:
+            from roomcast.adapters._redis_sharded import ShardedRedisAdapter
+
+            return RedisAdapterFactory(ShardedRedisAdapter, redis, key=key,
+                                       requests_timeout=requests_timeout,
+                                       subscription_mode=subscription_mode)
+        return RedisAdapterFactory(cls, redis, key=key, requests_timeout=requests_timeout,
+                                   publish_on_specific_response_channel=publish_on_specific_response_channel)
+
+    def __init__(self, nsp: "Namespace", hub: RedisHub, *, key: str = "socket.io",
+                 requests_timeout: float = 5.0,
+                 publish_on_specific_response_channel: bool = False) -> None:
+        super().__init__(nsp)
+        self.hub = hub
+        self.uid = uid()
+        self.key = key
+        self.requests_timeout = float(requests_timeout)
+        self.publish_on_specific_response_channel = publish_on_specific_response_channel
+        name = nsp.name
+        self.channel = proto.broadcast_channel(key, name)
+        self.request_channel = proto.request_channel(key, name)
+        self.response_channel = proto.response_channel(key, name)
+        self.specific_response_channel = f"{self.response_channel}{self.uid}#"
+        self._pattern = glob_escape(self.channel) + "*"
+        self._requests: dict[str, _Request] = {}
+        self._ack_requests: dict[str, tuple[Callable, Callable]] = {}
+        self._closed = False
+
+    # -- lifetime ------------------------------------------------------------------
+
+    def init(self) -> None:
+        self.hub.acquire()
+        self.hub.psubscribe(self._pattern, self._on_message)
+        self.hub.subscribe([self.request_channel], self._on_request)
+        self.hub.subscribe([self.response_channel, self.specific_response_channel],
+                           self._on_response)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.hub.unsubscribe(channels=[self.request_channel, self.response_channel,
+                                       self.specific_response_channel],
+                             patterns=[self._pattern])
+        self.hub.release()
+        for request in self._requests.values():
+            request.done.set()
+        super().close()
+
+    # -- cluster size ----------------------------------------------------------------
+
+    def server_count(self) -> int:
+        """Servers subscribed to this namespace's request channel (PUBSUB NUMSUB)."""
+        return max(1, self.hub.numsub(self.request_channel))
+
+    # -- broadcasting ------------------------------------------------------------------
+
+    def _wire_packet(self, packet: dict) -> dict:
+        return {"type": packet.get("type", proto.EVENT), "data": packet["data"], "nsp": self.nsp.name}
+
+    @staticmethod
+    def _wire_opts(opts: BroadcastOptions) -> dict:
+        return {"rooms": list(opts.rooms), "except": list(opts.except_),
+                "flags": flags_to_wire(opts.flags)}
+
+    def broadcast(self, packet: dict, opts: BroadcastOptions) -> None:
+        if not opts.flags.local:
+            message = _notepack.encode([self.uid, self._wire_packet(packet), self._wire_opts(opts)])
+            channel = self.channel
+            if len(opts.rooms) == 1:
+                channel += f"{next(iter(opts.rooms))}#"
+            self.hub.publish(channel, message)
+        InMemoryAdapter.broadcast(self, packet, opts)
+
+    def broadcast_with_ack(self, packet: dict, opts: BroadcastOptions,
+                           client_count_callback: Callable[[int], None],
+                           ack: Callable[..., None]) -> None:
+        if not opts.flags.local:
+            request_id = uid()
+            message = _notepack.encode({
+                "uid": self.uid, "requestId": request_id, "type": proto.BROADCAST,
+                "packet": self._wire_packet(packet), "opts": self._wire_opts(opts),
+            })
+            self._ack_requests[request_id] = (client_count_callback, ack)
+            # the acks of other servers are only counted for as long as the caller waits
+            lifetime = opts.flags.timeout if opts.flags.timeout is not None \
+                else max(60.0, self.requests_timeout)
+            gevent.spawn_later(lifetime, self._ack_requests.pop, request_id, None)
+            self.hub.publish(self.request_channel, message)
+        InMemoryAdapter.broadcast_with_ack(self, packet, opts, client_count_callback, ack)
+
+    def _on_message(self, channel: str, data: bytes) -> None:
+        # Cheap checks first: a message this server has no recipient for is not decoded.
+        if not self.nsp.sockets:
+            return
+        room = channel[len(self.channel):-1]
+        if room and not self.index.has_room(room):
+            return
+        try:
+            sender, packet, opts = _notepack.decode(data)
+        except (ValueError, TypeError):
+            log.warning("redis: malformed broadcast on %s ignored", channel)
+            return
+        if sender == self.uid or not isinstance(packet, dict) or not isinstance(opts, dict):
+            return
+        if packet.get("nsp", "/") != self.nsp.name or not isinstance(packet.get("data"), list):
+            return
+        InMemoryAdapter.broadcast(self, self._wire_packet(packet), opts_from_wire(opts, with_flags=True))
+
+    # -- requests from other servers ---------------------------------------------------
+
+    def _publish_response(self, request: dict, response: bytes) -> None:
+        channel = self.response_channel
+        if self.publish_on_specific_response_channel:
+            sender = request.get("uid")
+            channel += f"{'undefined' if sender is None else sender}#"
+        self.hub.publish(channel, response)
+
+    def _on_request(self, channel: str, data: bytes) -> None:
+        try:
+            request = proto.decode_request(data)
+        except (ValueError, TypeError):
+            log.warning("redis: malformed request on %s ignored", channel)
+            return
+        if not isinstance(request, dict):
+            return
+        handler = self._REQUEST_HANDLERS.get(request.get("type"))
+        if handler is not None:
+            handler(self, request)
+
+    def _answer_sockets(self, request: dict) -> None:
+        request_id = request.get("requestId")
+        if request_id in self._requests:
+            return
+        sids = self.sockets(request.get("rooms") or ())
+        self._publish_response(request, proto.dumps_json({"requestId": request_id, "sockets": list(sids)}))
+
+    def _answer_all_rooms(self, request: dict) -> None:
+        request_id = request.get("requestId")
+        if request_id in self._requests:
+            return
+        self._publish_response(request, proto.dumps_json(
+            {"requestId": request_id, "rooms": list(self.all_rooms())}))
+
+    def _legacy_socket(self, request: dict):
+        return self.nsp.sockets.get(request.get("sid"))
+
+    def _answer_join(self, request: dict) -> None:
+        if "opts" in request:
+            if request.get("uid") != self.uid:   # our own was applied when sent
+                InMemoryAdapter.add_sockets(self, opts_from_wire(request["opts"]),
+                                            _socket_rooms(request.get("rooms") or []))
+            return
+        socket = self._legacy_socket(request)
+        if socket is not None:
+            socket.join(request.get("room"))
+            self._publish_response(request, proto.dumps_json({"requestId": request.get("requestId")}))
+
+    def _answer_leave(self, request: dict) -> None:
+        if "opts" in request:
+            if request.get("uid") != self.uid:
+                InMemoryAdapter.del_sockets(self, opts_from_wire(request["opts"]),
+                                            _socket_rooms(request.get("rooms") or []))
+            return
+        socket = self._legacy_socket(request)
+        if socket is not None:
+            socket.leave(request.get("room"))
+            self._publish_response(request, proto.dumps_json({"requestId": request.get("requestId")}))
+
+    def _answer_disconnect(self, request: dict) -> None:
+        if "opts" in request:
+            if request.get("uid") != self.uid:
+                InMemoryAdapter.disconnect_sockets(self, opts_from_wire(request["opts"]),
+                                                   bool(request.get("close")))
+            return
+        socket = self._legacy_socket(request)
+        if socket is not None:
+            socket.disconnect(bool(request.get("close")))
+            self._publish_response(request, proto.dumps_json({"requestId": request.get("requestId")}))
+
+    def _answer_fetch(self, request: dict) -> None:
+        request_id = request.get("requestId")
+        if request_id in self._requests:
+            return
+        sockets = InMemoryAdapter.fetch_sockets(self, opts_from_wire(request.get("opts")))
+        self._publish_response(request, dumps_sockets_response(request_id, sockets))
+
+    def _answer_server_side_emit(self, request: dict) -> None:
+        if request.get("uid") == self.uid:
+            return
+        data = request.get("data")
+        if not isinstance(data, list) or not data:
+            return
+        request_id = request.get("requestId")
+        if request_id is None:
+            self.nsp._on_server_side_emit(data)
+            return
+        called = False
+
+        def callback(*args: Any) -> None:
+            nonlocal called
+            if called:
+                return
+            called = True
+            # Node sends the first argument only, always on the shared response channel
+            self.hub.publish(self.response_channel, proto.dumps_json({
+                "type": proto.SERVER_SIDE_EMIT, "requestId": request_id,
+                "data": args[0] if args else None}))
+
+        self.nsp._on_server_side_emit(data, callback)
+
+    def _answer_broadcast(self, request: dict) -> None:
+        request_id = request.get("requestId")
+        if request_id in self._ack_requests:
+            return
+        packet = request.get("packet")
+        if not isinstance(packet, dict) or not isinstance(packet.get("data"), list):
+            return
+
+        def client_count(count: int) -> None:
+            self._publish_response(request, proto.dumps_json({
+                "type": proto.BROADCAST_CLIENT_COUNT, "requestId": request_id, "clientCount": count}))
+
+        def ack(*args: Any) -> None:
+            self._publish_response(request, _notepack.encode({
+                "type": proto.BROADCAST_ACK, "requestId": request_id,
+                "packet": args[0] if args else None}))
+
+        InMemoryAdapter.broadcast_with_ack(self, self._wire_packet(packet),
+                                           opts_from_wire(request.get("opts")), client_count, ack)
+
+    _REQUEST_HANDLERS = {
+        proto.SOCKETS: _answer_sockets,
+        proto.ALL_ROOMS: _answer_all_rooms,
+        proto.REMOTE_JOIN: _answer_join,
+        proto.REMOTE_LEAVE: _answer_leave,
+        proto.REMOTE_DISCONNECT: _answer_disconnect,
+        proto.REMOTE_FETCH: _answer_fetch,
+        proto.SERVER_SIDE_EMIT: _answer_server_side_emit,
+        proto.BROADCAST: _answer_broadcast,
+    }
+
+    # -- responses to our requests -------------------------------------------------------
+
+    def _on_response(self, channel: str, data: bytes) -> None:
+        try:
+            response = proto.decode_request(data)
+        except (ValueError, TypeError):
+            log.warning("redis: malformed response on %s ignored", channel)
+            return
+        if not isinstance(response, dict):
+            return
+        request_id = response.get("requestId")
+        callbacks = self._ack_requests.get(request_id)
+        if callbacks is not None:
+            kind = response.get("type")
+            # user callbacks run in their own greenlet, never in the subscriber's
+            if kind == proto.BROADCAST_CLIENT_COUNT:
+                gevent.spawn(callbacks[0], int(response.get("clientCount") or 0))
+            elif kind == proto.BROADCAST_ACK:
+                gevent.spawn(callbacks[1], response.get("packet"))
+            return
+        request = self._requests.get(request_id)
+        if request is None:
+            return
+        if request.type in (proto.SOCKETS, proto.REMOTE_FETCH, proto.ALL_ROOMS):
+            request.msg_count += 1
+            field = "rooms" if request.type == proto.ALL_ROOMS else "sockets"
+            items = response.get(field)
+            if isinstance(items, list):
+                if request.type == proto.REMOTE_FETCH:
+                    request.items.extend(RemoteSocket(self, d) for d in items if isinstance(d, dict))
+                else:
+                    request.items.update(items)
+            if request.msg_count >= request.num_sub:
+                request.done.set()
+        elif request.type == proto.SERVER_SIDE_EMIT:
+            request.items.append(response.get("data"))
+            if len(request.items) >= request.num_sub:
+                request.done.set()
+
+    def _request(self, type_: int, num_sub: int, items: Any, message: dict,
+                 msg_count: int = 1) -> _Request:
+        """Publish a request and wait (at most requests_timeout) for its answers."""
+        request_id = uid()
+        request = _Request(type_, num_sub, items, msg_count)
+        self._requests[request_id] = request
+        try:
+            self.hub.publish(self.request_channel,
+                             proto.dumps_json({"uid": self.uid, "requestId": request_id,
+                                               "type": type_, **message}))
+            request.done.wait(self.requests_timeout)
+        finally:
+            self._requests.pop(request_id, None)
+        return request
+
+    def _settle(self, request: _Request, what: str) -> None:
+        if not request.done.is_set():
+            # a server left (or is stuck): complete with what answered, as promised
+            log.warning("redis: %s: %d of %d servers answered within %.1fs",
+                        what, request.msg_count, request.num_sub, self.requests_timeout)
+
+    # -- cluster-wide operations -----------------------------------------------------------
+
+    def fetch_sockets(self, opts: BroadcastOptions) -> list:
+        local = InMemoryAdapter.fetch_sockets(self, opts)
+        if opts.flags.local:
+            return local
+        num_sub = self.server_count()
+        if num_sub <= 1:
+            return local
+        request = self._request(proto.REMOTE_FETCH, num_sub, list(local),
+                                {"opts": {"rooms": list(opts.rooms), "except": list(opts.except_)}})
+        self._settle(request, "fetch_sockets")
+        return request.items
+
+    def fetch_all_rooms(self) -> set:
+        """Every room of this namespace on every server (Node's ``adapter.allRooms()``)."""
+        rooms = self.all_rooms()
+        num_sub = self.server_count()
+        if num_sub <= 1:
+            return rooms
+        request = self._request(proto.ALL_ROOMS, num_sub, rooms, {})
+        self._settle(request, "fetch_all_rooms")
+        return request.items
+
+    def add_sockets(self, opts: BroadcastOptions, rooms: Iterable) -> None:
+        rooms = _socket_rooms(rooms)
+        InMemoryAdapter.add_sockets(self, opts, rooms)
+        if not opts.flags.local:
+            self._publish_bulk(proto.REMOTE_JOIN, opts, rooms=rooms)
+
+    def del_sockets(self, opts: BroadcastOptions, rooms: Iterable) -> None:
+        rooms = _socket_rooms(rooms)
+        InMemoryAdapter.del_sockets(self, opts, rooms)
+        if not opts.flags.local:
+            self._publish_bulk(proto.REMOTE_LEAVE, opts, rooms=rooms)
+
+    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        if not opts.flags.local:
+            self._publish_bulk(proto.REMOTE_DISCONNECT, opts, close=bool(close))
+        InMemoryAdapter.disconnect_sockets(self, opts, close)
+
+    def _publish_bulk(self, type_: int, opts: BroadcastOptions, **extra: Any) -> None:
+        self.hub.publish(self.request_channel, proto.dumps_json({
+            "uid": self.uid, "type": type_,
+            "opts": {"rooms": list(opts.rooms), "except": list(opts.except_)}, **extra}))
+
+    def server_side_emit(self, packet: list, ack: Callable | None = None) -> None:
+        if ack is None:
+            self.hub.publish(self.request_channel, proto.dumps_json(
+                {"uid": self.uid, "type": proto.SERVER_SIDE_EMIT, "data": packet}))
+            return
+        num_sub = self.server_count() - 1   # the others
+        if num_sub <= 0:
+            ack(None, [])
+            return
+        request_id = uid()
+        request = _Request(proto.SERVER_SIDE_EMIT, num_sub, [])
+        self._requests[request_id] = request
+        self.hub.publish(self.request_channel, proto.dumps_json(
+            {"uid": self.uid, "requestId": request_id, "type": proto.SERVER_SIDE_EMIT, "data": packet}))
+        gevent.spawn(self._finish_server_side_emit, request_id, request, ack)
+
+    def _finish_server_side_emit(self, request_id: str, request: _Request, ack: Callable) -> None:
+        try:
+            request.done.wait(self.requests_timeout)
+        finally:
+            self._requests.pop(request_id, None)
+        responses = request.items
+        if not request.done.is_set() and len(responses) < self.server_count() - 1:
+            error: BaseException | None = TimeoutError(
+                f"timeout reached: only {len(responses)} responses received out of {request.num_sub}")
+        else:
+            # everyone who is still in the cluster answered: the others left meanwhile
+            error = None
+        ack(error, responses)
