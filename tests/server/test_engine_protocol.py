@@ -87,6 +87,28 @@ def test_allow_request_refusal_is_403_code_4(serve):
     assert ok.status == 200
 
 
+def test_header_events_and_connection_error(serve):
+    engine, _ = echo_engine()
+    errors, seen = [], []
+    engine.on("connection_error", errors.append)
+    engine.on("initial_headers", lambda headers, environ: headers.update({"X-First": "1"}))
+
+    @engine.on("headers")
+    def every(headers, environ):
+        seen.append(environ["REQUEST_METHOD"])
+        headers["X-Every"] = "yes"
+
+    url = serve(engine)
+    r = request(url, path=P, query="EIO=4&transport=polling")
+    assert (r.headers["x-first"], r.headers["x-every"]) == ("1", "yes")
+    sid = json.loads(r.text[1:])["sid"]
+    r = request(url, "POST", P, f"EIO=4&transport=polling&sid={sid}", "4x")
+    assert r.headers["x-every"] == "yes" and "x-first" not in r.headers
+    assert seen == ["GET", "POST"]
+    request(url, path=P, query="EIO=4&transport=polling&sid=nope")
+    assert [(e["code"], e["message"]) for e in errors] == [(1, "Session ID unknown")]
+
+
 # ---------------------------------------------------------------- long-polling
 def test_polling_round_trip_text_and_binary(serve):
     url = serve(echo_engine()[0])

@@ -74,7 +74,11 @@ class EngineServer:
 
     # ------------------------------------------------------------------ events
     def on(self, event: str, handler: Callable | None = None):
-        """Register a listener; usable as a decorator. Events: "connection"."""
+        """Register a listener; usable as a decorator.
+
+        Events: "connection" (EngineSocket), "connection_error" ({environ, code,
+        message}), "initial_headers" and "headers" (headers dict, environ).
+        """
         def register(fn: Callable) -> Callable:
             self._handlers.setdefault(event, []).append(fn)
             return fn
@@ -112,6 +116,10 @@ class EngineServer:
         ws = environ.get("wsgi.websocket")
         code, message = self._verify(environ, method, query, ws is not None)
         if code is not None:
+            if self._handlers.get("connection_error"):
+                self._emit("connection_error", {
+                    "environ": environ, "code": code,
+                    "message": message or http.ERROR_MESSAGES[code]})
             if ws is not None:
                 # gevent-websocket has already answered 101: close this WebSocket only.
                 self._refuse_websocket(ws, code, message)
@@ -195,7 +203,18 @@ class EngineServer:
     def _handshake_polling(self, environ, start_response, cors_headers):
         conn = self._new_session(environ, "polling")
         return self._poll(conn, environ, start_response,
-                          cors_headers + self._cookie_header(conn.id))
+                          cors_headers + self._cookie_header(conn.id), initial=True)
+
+    def _session_headers(self, environ: dict, headers: list, initial: bool) -> list:
+        """Node's "initial_headers" (handshake) and "headers" (every polling response)
+        events: listeners get a dict of the response headers they may change."""
+        if not (self._handlers.get("headers") or (initial and self._handlers.get("initial_headers"))):
+            return headers
+        editable = dict(headers)
+        if initial:
+            self._emit("initial_headers", editable, environ)
+        self._emit("headers", editable, environ)
+        return list(editable.items())
 
     def _handle_websocket(self, environ: dict, ws, sid: str | None) -> Iterable[bytes]:
         handler = ws.handler
@@ -241,11 +260,11 @@ class EngineServer:
         ws.closed = True
 
     # ------------------------------------------------------------------ polling requests
-    def _poll(self, conn: EngineSocket, environ, start_response, headers):
+    def _poll(self, conn: EngineSocket, environ, start_response, headers, initial=False):
         body = conn.handle_poll()
         if body is None:
             return http.respond(start_response, "400 Bad Request", b"", None, headers)
-        headers = list(headers)
+        headers = self._session_headers(environ, list(headers), initial)
         if self.http_compression:
             body, encoding = http.compress(body, environ.get("HTTP_ACCEPT_ENCODING", ""),
                                            self.compression_threshold)
@@ -267,4 +286,5 @@ class EngineServer:
             return http.respond(start_response, "413 Payload Too Large", b"", None, headers)
         if not conn.handle_post(body):
             return http.respond(start_response, "400 Bad Request", b"", None, headers)
+        headers = self._session_headers(environ, list(headers), initial=False)
         return http.respond(start_response, "200 OK", b"ok", "text/html", headers)
