@@ -229,9 +229,7 @@ class NativeBridge:
     # -- server --------------------------------------------------------------
 
     def set_path(self, path: str) -> None:
-        path = "/" + path.strip("/")
-        self.io.path = path
-        self.io.engine.path = path
+        self.io.engine.path = "/" + path.strip("/")
 
     def handle_request(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         return self.io.engine.handle_request(environ, start_response)
