@@ -87,6 +87,11 @@ class loud_build_ext(build_ext):
             super().build_extension(ext)
         except Exception as exc:
             if getattr(ext, "optional", False):
+                # An in-tree build may hold the module from an earlier build: it must
+                # not slip into this wheel as if this build had worked.
+                stale = Path(self.get_ext_fullpath(ext.name))
+                if stale.exists():
+                    stale.unlink()
                 banner(f"roomcast: WARNING: {ext.name} failed to compile ({exc});\n"
                        "the SLOW pure-Python twin will be used instead.\n"
                        "Set ROOMCAST_REQUIRE_EXTENSIONS=1 to make this an error.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import warnings
 from typing import TYPE_CHECKING
 
 NO_EXTENSIONS = os.environ.get("ROOMCAST_NO_EXTENSIONS", "") not in ("", "0")
@@ -55,8 +56,14 @@ if TYPE_CHECKING or NO_EXTENSIONS or platform.python_implementation() != "CPytho
 else:
     try:
         use(pure=False)
-    except ImportError:
+    except ImportError as exc:
         if REQUIRE_EXTENSIONS:
             raise
+        # pip hides a build's output when it succeeds, so a compiler-less install
+        # that fell back to the twin is only noticed here.
+        warnings.warn(f"roomcast: the compiled core is not available ({exc}); using the "
+                      "much slower pure-Python twin. Reinstall with a C compiler, or set "
+                      "ROOMCAST_NO_EXTENSIONS=1 to choose the twin knowingly.",
+                      RuntimeWarning, stacklevel=2)
         use(pure=True)
 logging.getLogger("roomcast").debug("compiled core in use: %s", USING_EXTENSIONS)

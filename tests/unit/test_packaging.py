@@ -118,3 +118,19 @@ def test_the_sdist_ships_the_cython_sources_not_generated_c():
     manifest = (ROOT / "MANIFEST.in").read_text().split("\n")
     assert "graft ext" in manifest
     assert any(line.startswith("global-exclude") and "*.c" in line.split() for line in manifest)
+
+
+def test_a_missing_extension_falls_back_with_a_warning():
+    # sys.modules[name] = None makes that import fail, as after a compiler-less install
+    code = ("import sys, warnings; warnings.simplefilter('always');"
+            "sys.modules['roomcast._rooms_c'] = None;"
+            "import roomcast._speedups as s; print(s.USING_EXTENSIONS)")
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("ROOMCAST_REQUIRE_EXTENSIONS", "ROOMCAST_NO_EXTENSIONS")}
+    done = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+    assert "RuntimeWarning" in done.stderr and "pure-Python twin" in done.stderr
+    silent = chooser_in_subprocess(ROOMCAST_NO_EXTENSIONS="1")
+    assert "RuntimeWarning" not in silent.stderr
