@@ -7,8 +7,10 @@ broadcasts the compat Server needs.
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from roomcast.eio_packet import CLOSE
 from roomcast.engine.cors import CorsOptions
 from roomcast.errors import ConnectError
 
@@ -29,7 +31,11 @@ _REASONS = {
 }
 
 
-def native_disconnect_reason(reason: str) -> str:
+def native_disconnect_reason(reason: str, client_closed: bool = False) -> str:
+    if client_closed and reason == "transport close":
+        # the client sent an Engine.IO close packet: python-engineio calls that
+        # a client disconnect, Node a transport close
+        return "client disconnect"
     return _REASONS.get(reason, "transport error")
 
 
@@ -133,6 +139,8 @@ class NativeBridge:
         self.compat = compat
         self.io = NativeServer(path="/socket.io", **native_options(options, compat.async_handlers))
         self._hooked: set[str] = set()
+        self._closed_by_client: weakref.WeakSet = weakref.WeakSet()
+        self.io.engine.on("connection", self._watch_close_packet)
         self._parent = None
         self._hook(self.io.sockets)
         for name in compat.namespaces if compat.namespaces != "*" else ():
@@ -190,19 +198,19 @@ class NativeBridge:
             next(ConnectError("Unable to connect"))
             return
         client = compat._client_pending(socket)
-        if compat.always_connect:
-            next()
-            return
-        try:
-            refusal = compat._run_connect(socket, socket.handshake.get("auth"))
-        except BaseException:
-            compat._client_gone(client)
-            raise
-        if refusal is not None:
-            compat._client_gone(client)
-            next(ConnectError(refusal["message"], refusal.get("data")))
-            return
-        next()
+        if not compat.always_connect:
+            try:
+                refusal = compat._run_connect(socket, socket.handshake.get("auth"))
+            except BaseException:
+                compat._client_gone(client)
+                raise
+            if refusal is not None:
+                compat._client_gone(client)
+                next(ConnectError(refusal["message"], refusal.get("data")))
+                return
+        next()   # connects synchronously: `connection` has run when it returns
+        if not socket.connected and client.state == "pending":
+            compat._client_gone(client)   # the client left during the connect handler
 
     def _on_connection(self, socket: Any) -> None:
         compat = self.compat
@@ -219,6 +227,15 @@ class NativeBridge:
                 socket.disconnect()
             return
         client.state = "connected"
+
+    def _watch_close_packet(self, conn: Any) -> None:
+        def on_packet(ptype: int, data: Any) -> None:
+            if ptype == CLOSE:
+                self._closed_by_client.add(conn)
+        conn.on("packet", on_packet)
+
+    def disconnect_reason(self, socket: Any, native_reason: str) -> str:
+        return native_disconnect_reason(native_reason, socket.conn in self._closed_by_client)
 
     def _on_event(self, client: Any, event: str, args: tuple) -> None:
         ack = None

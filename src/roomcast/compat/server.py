@@ -29,7 +29,7 @@ import gevent.event
 from . import exceptions
 from ._calls import call_flexibly
 from .namespace import Namespace
-from ._native import NativeBridge, native_disconnect_reason
+from ._native import NativeBridge
 
 default_logger = logging.getLogger("roomcast.compat")
 
@@ -310,7 +310,7 @@ class Server:
             socket = client.socket
             try:
                 self._trigger_event("disconnect", socket.nsp.name, socket.id,
-                                    native_disconnect_reason(native_reason))
+                                    self._bridge.disconnect_reason(socket, native_reason))
             except Exception:
                 self.logger.exception("disconnect handler error")
         self._client_gone(client)

@@ -1,0 +1,212 @@
+"""A python-socketio chat app, written as python-socketio's docs and examples show,
+with only ``import socketio`` changed, driven by the JS client and by
+python-socketio's own client."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import gevent
+import pytest
+
+import roomcast.compat as socketio
+
+from test_psio_client import run_psio, start_psio  # noqa: F401  (fixtures)
+
+INDEX = "<!doctype html><title>chat</title><p>hello from the chat</p>"
+
+
+def make_chat_app(tmp_path: Path, log: list):
+    """The app, as it would sit in a python-socketio project's app.py."""
+    (tmp_path / "index.html").write_text(INDEX)
+
+    sio = socketio.Server(async_mode="gevent", cors_allowed_origins="*")
+
+    def other_app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"the rest of the site"]
+
+    app = socketio.WSGIApp(sio, other_app, static_files={
+        "/": {"content_type": "text/html", "filename": str(tmp_path / "index.html")},
+    })
+
+    @sio.event
+    def connect(sid, environ, auth):
+        name = (auth or {}).get("name", "anonymous")
+        with sio.session(sid) as session:
+            session["name"] = name
+        log.append(("connect", name))
+        sio.emit("my_response", {"data": "Connected", "name": name}, room=sid)
+
+    @sio.event
+    def my_event(sid, message):
+        sio.emit("my_response", {"data": message["data"]}, room=sid)
+
+    @sio.event
+    def my_broadcast_event(sid, message):
+        name = sio.get_session(sid)["name"]
+        sio.emit("my_response", {"data": message["data"], "from": name})
+
+    @sio.event
+    def join(sid, message):
+        sio.enter_room(sid, message["room"])
+        sio.emit("my_response", {"data": "Entered room: " + message["room"]}, room=sid)
+        return sorted(r for r in sio.rooms(sid) if r != sid)
+
+    @sio.event
+    def leave(sid, message):
+        sio.leave_room(sid, message["room"])
+        sio.emit("my_response", {"data": "Left room: " + message["room"]}, room=sid)
+
+    @sio.event
+    def close_room(sid, message):
+        sio.emit("my_response", {"data": "Room " + message["room"] + " is closing."},
+                 room=message["room"])
+        sio.close_room(message["room"])
+
+    @sio.event
+    def my_room_event(sid, message):
+        name = sio.get_session(sid)["name"]
+        sio.emit("my_response", {"data": message["data"], "from": name},
+                 room=message["room"], skip_sid=sid)
+
+    @sio.event
+    def disconnect_request(sid):
+        sio.disconnect(sid)
+
+    @sio.event
+    def disconnect(sid, reason):
+        log.append(("disconnect", reason))
+
+    return sio, app
+
+
+def test_static_files_and_other_app(serve, run_js, tmp_path):
+    sio, app = make_chat_app(tmp_path, [])
+    url = serve(app)
+    pages = run_js("""
+        const index = await fetch(URL + "/");
+        const other = await fetch(URL + "/about");
+        done([index.headers.get("content-type"), await index.text(), await other.text()]);
+    """, url)
+    assert pages == ["text/html", INDEX, "the rest of the site"]
+
+
+def test_chat_with_the_js_client(serve, run_js, tmp_path):
+    log: list = []
+    sio, app = make_chat_app(tmp_path, log)
+    url = serve(app)
+    result = run_js("""
+        const inbox = {alice: [], bob: []};
+        const alice = io(URL, {auth: {name: "alice"}});
+        const bob = io(URL, {auth: {name: "bob"}, transports: ["websocket"]});
+        alice.on("my_response", (m) => inbox.alice.push(m));
+        bob.on("my_response", (m) => inbox.bob.push(m));
+        await Promise.all([once(alice, "connect"), once(bob, "connect")]);
+        const until = async (who, n) => { while (inbox[who].length < n) await sleep(10); };
+
+        alice.emit("my_event", {data: "just for me"});
+        const rooms = await alice.emitWithAck("join", {room: "r1"});
+        await bob.emitWithAck("join", {room: "r1"});
+        await until("alice", 3); await until("bob", 2);
+
+        alice.emit("my_room_event", {room: "r1", data: "hi room"});     // bob only
+        await until("bob", 3);
+        bob.emit("my_broadcast_event", {data: "hi all"});               // both
+        await until("alice", 4); await until("bob", 4);
+
+        bob.emit("close_room", {room: "r1"});                           // both, then closed
+        await until("alice", 5); await until("bob", 5);
+        alice.emit("my_room_event", {room: "r1", data: "anyone?"});     // nobody
+        bob.emit("my_event", {data: "still here"});
+        await until("bob", 6);
+
+        const gone = once(alice, "disconnect");
+        alice.emit("disconnect_request");
+        const [reason] = await gone;
+        done({inbox, rooms, reason});
+    """, url)
+    assert result["rooms"] == ["r1"]
+    assert result["reason"] == "io server disconnect"
+    assert result["inbox"]["alice"] == [
+        {"data": "Connected", "name": "alice"},
+        {"data": "just for me"},
+        {"data": "Entered room: r1"},
+        {"data": "hi all", "from": "bob"},
+        {"data": "Room r1 is closing."},
+    ]
+    assert result["inbox"]["bob"] == [
+        {"data": "Connected", "name": "bob"},
+        {"data": "Entered room: r1"},
+        {"data": "hi room", "from": "alice"},
+        {"data": "hi all", "from": "bob"},
+        {"data": "Room r1 is closing."},
+        {"data": "still here"},
+    ]
+    assert ("connect", "alice") in log and ("connect", "bob") in log
+    with gevent.Timeout(5):
+        while ("disconnect", "server disconnect") not in log:
+            gevent.sleep(0.01)
+
+
+def test_chat_with_the_python_socketio_client(serve, start_psio, tmp_path):
+    log: list = []
+    sio, app = make_chat_app(tmp_path, log)
+    url = serve(app)
+    client = textwrap.dedent("""
+        sio = socketio.Client()
+        inbox = Inbox()
+        sio.on("my_response", lambda m: inbox.put(m))
+        sio.connect(URL, auth={"name": NAME}, transports=TRANSPORTS)
+        inbox.wait(1)
+        rooms = sio.call("join", {"room": "r1"}, timeout=5)
+        inbox.wait(2)
+        if NAME == "carol":
+            while len(inbox.items) < 3:          # dave's room message
+                time.sleep(0.01)
+            sio.emit("my_broadcast_event", {"data": "hi all from " + NAME})
+            inbox.wait(4)
+        else:                                    # carol is in r1 already
+            sio.emit("my_room_event", {"room": "r1", "data": "hello carol"})
+            inbox.wait(3)
+            time.sleep(0.2)
+            sio.emit("disconnect_request")
+        time.sleep(0.3)
+        done({"rooms": rooms, "inbox": inbox.items, "connected": sio.connected})
+    """)
+    carol = start_psio('NAME = "carol"; TRANSPORTS = ["polling", "websocket"]\n' + client, url)
+    with gevent.Timeout(10):
+        while not list(sio.manager.get_participants("/", "r1")):
+            if carol.proc.poll() is not None:
+                carol.result()             # raises with the client's output
+            gevent.sleep(0.02)
+    dave = start_psio('NAME = "dave"; TRANSPORTS = ["websocket"]\n' + client, url)
+    carol_result, dave_result = carol.result(), dave.result()
+    assert carol_result == {"rooms": ["r1"], "connected": True, "inbox": [
+        {"data": "Connected", "name": "carol"},
+        {"data": "Entered room: r1"},
+        {"data": "hello carol", "from": "dave"},
+        {"data": "hi all from carol", "from": "carol"},
+    ]}
+    assert dave_result == {"rooms": ["r1"], "connected": False, "inbox": [
+        {"data": "Connected", "name": "dave"},
+        {"data": "Entered room: r1"},
+        {"data": "hi all from carol", "from": "carol"},
+    ]}
+    assert ("disconnect", "server disconnect") in log
+
+
+@pytest.mark.parametrize("wrapper", ["WSGIApp", "Middleware"])
+def test_custom_socketio_path(serve, run_js, wrapper):
+    sio = socketio.Server()
+
+    @sio.event
+    def hello(sid, name):
+        return "hello " + name
+
+    app = getattr(socketio, wrapper)(sio, socketio_path="/chat/io/")
+    url = serve(app)
+    assert run_js("""
+        const socket = io(URL, {path: "/chat/io/"});
+        done(await socket.emitWithAck("hello", "path"));
+    """, url) == "hello path"
