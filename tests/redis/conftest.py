@@ -87,7 +87,7 @@ class ClusterNode:
         for line in self.proc.stderr:
             self._stderr.append(line)
 
-    def call(self, op: str, timeout: float = 10.0, **kwargs: Any) -> Any:
+    def call(self, op: str, _wait: float = 10.0, **kwargs: Any) -> Any:
         cmd_id = next(self._ids)
         waiter = gevent.event.AsyncResult()
         self._waiting[cmd_id] = waiter
@@ -95,9 +95,9 @@ class ClusterNode:
         self.proc.stdin.write(line.encode())
         self.proc.stdin.flush()
         try:
-            msg = waiter.get(timeout=timeout)
+            msg = waiter.get(timeout=_wait)
         except gevent.Timeout:
-            raise AssertionError(f"{self.kind} node: no answer to {op} in {timeout}s\n{self.stderr}") from None
+            raise AssertionError(f"{self.kind} node: no answer to {op} in {_wait}s\n{self.stderr}") from None
         if "error" in msg:
             raise RuntimeError(msg["error"])
         return msg["result"]

@@ -95,6 +95,7 @@ async function main() {
     },
     serverCount: (cmd) => io.of(cmd.nsp || "/").adapter.serverCount(),
     localCount: (cmd) => io.of(cmd.nsp || "/").sockets.size,
+    allRooms: async (cmd) => [...(await io.of(cmd.nsp || "/").adapter.allRooms())].sort(),
   };
 
   readline.createInterface({ input: process.stdin }).on("line", async (line) => {

@@ -1,85 +1,184 @@
-"""Several roomcast server processes sharing one Redis (classic pub/sub adapter),
-with the real JS client on each."""
+"""Clusters sharing one Redis through the classic pub/sub adapter, with the real JS
+client on every node: two roomcast processes, and mixed clusters of a roomcast process
+and a Node process (socket.io 4.8 + @socket.io/redis-adapter 8.3). Every operation is
+issued from both nodes, so each side is exercised as the sender and the receiver."""
 from __future__ import annotations
 
+import time
+
+import gevent
 import pytest
 
-# Two clients per node: "a" in room r1, "b" in r2; they record everything they receive
-# and finish when each got "end".
+KINDS = [("roomcast", "roomcast"), ("roomcast", "node"), ("node", "roomcast")]
+IDS = ["roomcast+roomcast", "roomcast+node", "node+roomcast"]
+
+# Per node, client "a<i>" in room r1 and "b<i>" in room r2. They record what they get,
+# answer acks with their own name, and finish when "end" came from every node (one
+# node's messages keep their order; messages of different nodes may interleave).
 CLIENTS = """
-const urls = JSON.parse(process.env.NODE_URLS || "null") || URLS;
-const got = {};
+const got = {}, ids = {};
 let ended = 0, total = 0;
-const ids = {};
-for (const [i, url] of urls.entries()) {
+for (const [i, url] of URLS.entries()) {
   for (const [name, rooms] of [["a", "r1"], ["b", "r2"]]) {
     const key = name + i;
     got[key] = [];
     total++;
-    const s = io(url, { transports: ["websocket"], query: { rooms } });
+    const s = io(url + NSP, { transports: ["websocket"], query: { rooms } });
     s.on("connect", () => { ids[key] = s.id; });
     s.onAny((ev, ...args) => {
-      // every node sends "end" after its other emits: one per node means all arrived
-      if (ev === "end") { if (++ended === total * urls.length) done({ got, ids }); return; }
+      if (ev === "end") { if (++ended === total * URLS.length) done({ got, ids }); return; }
       const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
       got[key].push([ev, ...args]);
       if (ack) ack(key);
     });
-    s.on("disconnect", (reason) => got[key].push(["disconnected", reason]));
+    s.on("disconnect", (reason) => {
+      got[key].push(["disconnected", reason]);
+      // a disconnected client gets no "end": count it as having had them all
+      if (reason === "io server disconnect") {
+        ended += URLS.length;
+        if (ended === total * URLS.length) done({ got, ids });
+      }
+    });
   }
 }
 """
-
-
-def clients_script(nodes) -> str:
-    urls = [n.url for n in nodes]
-    return f"const URLS = {urls!r};\n" + CLIENTS
-
-
-def start_cluster(cluster, kinds=("roomcast", "roomcast"), clients_per_node=2, **config):
-    nodes = [cluster(kind, **config) for kind in kinds]
-    for node in nodes:
-        with_count(node, len(nodes))
-    return nodes
-
-
-def with_count(node, count):
-    import gevent
-    with gevent.Timeout(10, AssertionError(f"{node.kind} node does not see {count} servers")):
-        while node.call("serverCount") < count:
-            gevent.sleep(0.05)
-
-
-def connect_clients(nodes, start_js):
-    handle = start_js(clients_script(nodes), nodes[0].url)
-    for node in nodes:
-        node.wait_clients(2)
-    return handle
-
-
-def end(nodes, handle):
-    """Every node's messages reach a client in that node's order, not across nodes:
-    each node sends "end" last, and received lists are compared sorted."""
-    for node in nodes:
-        node.call("emit", ev="end")
-    result = handle.result()
-    result["got"] = {k: sorted(v, key=repr) for k, v in result["got"].items()}
-    return result
 
 
 def srt(items):
     return sorted(items, key=repr)
 
 
-def test_broadcast_rooms_except_and_binary_across_nodes(cluster, start_js):
-    n0, n1 = start_cluster(cluster)
-    clients = connect_clients([n0, n1], start_js)
-    n0.call("emit", ev="all", args=[1, {"x": "y"}])
+def wait_until(predicate, what: str, timeout: float = 5.0):
+    with gevent.Timeout(timeout, AssertionError(f"timed out waiting for {what}")):
+        while True:
+            value = predicate()
+            if value:
+                return value
+            gevent.sleep(0.03)
+
+
+@pytest.fixture(params=KINDS, ids=IDS)
+def two_nodes(request, cluster):
+    nodes = [cluster(kind) for kind in request.param]
+    for node in nodes:
+        wait_until(lambda: node.call("serverCount") >= 2, f"{node.kind} to count 2 servers")
+    return nodes
+
+
+def connect(nodes, start_js, nsp=""):
+    handle = start_js(f"const URLS = {[n.url for n in nodes]!r}; const NSP = {nsp!r};\n" + CLIENTS,
+                      nodes[0].url)
+    for node in nodes:
+        node.wait_clients(2, nsp=nsp or "/")
+    return handle
+
+
+def finish(nodes, handle, nsp="/"):
+    for node in nodes:
+        node.call("emit", ev="end", nsp=nsp)
+    result = handle.result()
+    result["got"] = {k: srt(v) for k, v in result["got"].items()}
+    return result
+
+
+def test_broadcasts_with_rooms_except_and_binary(two_nodes, start_js):
+    n0, n1 = two_nodes
+    clients = connect(two_nodes, start_js)
+    n0.call("emit", ev="all", args=[1, {"x": "y"}, None, 2.5])
     n1.call("emit", ev="room", rooms=["r1"], args=["to r1"])
     n0.call("emit", ev="except", args=["not r1"], **{"except": ["r1"]})
     n1.call("emit", ev="bin", rooms=["r2"], args=[b"\x00\xffbin", {"n": [b"\x01"]}])
-    n0.call("emit", ev="local-only", rooms=["r1", "r2"], **{"except": ["r2"]}, args=[])
-    got = end([n0, n1], clients)["got"]
-    assert got["a0"] == got["a1"] == srt([["all", 1, {"x": "y"}], ["room", "to r1"], ["local-only"]])
-    assert got["b0"] == got["b1"] == srt([["all", 1, {"x": "y"}], ["except", "not r1"],
+    n0.call("emit", ev="two-rooms", rooms=["r1", "r2"], args=["r1 r2 minus r2"], **{"except": ["r2"]})
+    got = finish(two_nodes, clients)["got"]
+    assert got["a0"] == got["a1"] == srt([["all", 1, {"x": "y"}, None, 2.5], ["room", "to r1"],
+                                          ["two-rooms", "r1 r2 minus r2"]])
+    assert got["b0"] == got["b1"] == srt([["all", 1, {"x": "y"}, None, 2.5], ["except", "not r1"],
                                           ["bin", b"\x00\xffbin", {"n": [b"\x01"]}]])
+
+
+def test_to_a_socket_id_on_another_node_and_remote_socket_emit(two_nodes, start_js):
+    n0, n1 = two_nodes
+    clients = connect(two_nodes, start_js)
+    sockets = n0.call("fetchSockets")
+    on_n1 = {s["query"]["rooms"]: s["id"] for s in sockets if s["data"]["port"] == n1.port}
+    on_n0 = {s["query"]["rooms"]: s["id"] for s in sockets if s["data"]["port"] == n0.port}
+    n0.call("emit", ev="direct", rooms=[on_n1["r1"]], args=["for a1"])
+    n1.call("remoteEmit", sid=on_n0["r2"], ev="remote", args=["for b0", b"\x02"])
+    n0.call("remoteEmit", sid=on_n1["r2"], ev="remote", args=["for b1"])
+    result = finish(two_nodes, clients)
+    assert result["ids"]["a1"] == on_n1["r1"]
+    assert result["got"] == {"a0": [], "a1": [["direct", "for a1"]],
+                             "b0": [["remote", "for b0", b"\x02"]], "b1": [["remote", "for b1"]]}
+
+
+def test_acks_from_every_node(two_nodes, start_js):
+    n0, n1 = two_nodes
+    clients = connect(two_nodes, start_js)
+    started = time.monotonic()
+    assert sorted(n0.call("emitWithAck", ev="ask", timeout=3.0)) == ["a0", "a1", "b0", "b1"]
+    assert sorted(n1.call("emitWithAck", ev="ask", rooms=["r1"], timeout=3.0)) == ["a0", "a1"]
+    assert sorted(n0.call("emitWithAck", ev="ask", rooms=["r2"], timeout=3.0, **{"except": ["r2"]})) == []
+    assert time.monotonic() - started < 2.5   # complete on the counts, not on the timeout
+    finish(two_nodes, clients)
+
+
+def test_fetch_sockets_across_the_cluster(two_nodes, start_js):
+    n0, n1 = two_nodes
+    clients = connect(two_nodes, start_js)
+    for node in two_nodes:
+        started = time.monotonic()
+        sockets = node.call("fetchSockets")
+        assert time.monotonic() - started < 1.5
+        assert sorted((s["data"]["origin"], s["data"]["port"], s["query"]["rooms"]) for s in sockets) == sorted(
+            (n.kind, n.port, room) for n in two_nodes for room in ("r1", "r2"))
+        for s in sockets:
+            assert s["rooms"] == sorted([s["id"], s["query"]["rooms"]])
+        in_r2 = node.call("fetchSockets", rooms=["r2"])
+        assert sorted(s["data"]["port"] for s in in_r2) == sorted(n.port for n in two_nodes)
+        assert node.call("fetchSockets", rooms=["r1"], **{"except": ["r1"]}) == []
+        assert node.call("allRooms") == sorted({"r1", "r2"} | {s["id"] for s in sockets})
+    finish(two_nodes, clients)
+
+
+def test_sockets_join_leave_and_disconnect_across_the_cluster(two_nodes, start_js):
+    n0, n1 = two_nodes
+    clients = connect(two_nodes, start_js)
+    n0.call("socketsJoin", rooms=["r1"], join="vip")
+    wait_until(lambda: len(n1.call("fetchSockets", rooms=["vip"])) == 2, "both r1 sockets in vip")
+    n1.call("emit", ev="vip", rooms=["vip"], args=[1])
+    n1.call("socketsLeave", leave="vip")
+    wait_until(lambda: n0.call("fetchSockets", rooms=["vip"]) == [], "vip emptied")
+    n0.call("emit", ev="vip", rooms=["vip"], args=[2])
+    n1.call("disconnectSockets", rooms=["r2"])
+    wait_until(lambda: n0.call("localCount") == 1 and n1.call("localCount") == 1, "r2 sockets gone")
+    got = finish(two_nodes, clients)["got"]
+    assert got["a0"] == got["a1"] == [["vip", 1]]
+    assert got["b0"] == got["b1"] == [["disconnected", "io server disconnect"]]
+
+
+def test_server_side_emit_with_and_without_acks(two_nodes):
+    n0, n1 = two_nodes
+    n0.call("serverSideEmit", ev="server_side", args=["hello", {"n": 1}])
+    assert n1.wait_event()[0]["args"] == ["hello", {"n": 1}]
+    assert n0.events == []   # not to itself
+    for sender, receiver in ((n0, n1), (n1, n0)):
+        started = time.monotonic()
+        responses = sender.call("serverSideEmitWithAck", ev="server_side", args=["ask"])
+        assert time.monotonic() - started < 1.5
+        assert responses == [{"from": receiver.kind, "port": receiver.port, "args": ["ask"]}]
+
+
+def test_custom_namespace_is_isolated(two_nodes, start_js):
+    n0, n1 = two_nodes
+    main = connect(two_nodes, start_js)
+    custom = connect(two_nodes, start_js, nsp="/custom")
+    n0.call("emit", ev="hi", nsp="/custom", args=["custom"])
+    n1.call("emit", ev="hi", args=["main"])
+    n1.call("emit", ev="room", nsp="/custom", rooms=["r1"], args=["custom r1"])
+    assert sorted(s["data"]["port"] for s in n1.call("fetchSockets", nsp="/custom")) == sorted(
+        [n0.port, n0.port, n1.port, n1.port])
+    got_custom = finish(two_nodes, custom, nsp="/custom")["got"]
+    got_main = finish(two_nodes, main)["got"]
+    assert got_custom["a0"] == got_custom["a1"] == [["hi", "custom"], ["room", "custom r1"]]
+    assert got_custom["b0"] == got_custom["b1"] == [["hi", "custom"]]
+    assert all(v == [["hi", "main"]] for v in got_main.values())
