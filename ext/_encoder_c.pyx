@@ -194,14 +194,15 @@ cdef str _dumps(object obj, object default):
     # NOTE: the C encoder is driven directly: json.dumps() builds a JSONEncoder
     # on every call, which costs more than encoding a typical small event.
     if c_make_encoder is not None:
-        encode = c_make_encoder(
-            {}, default, encode_basestring,
-            None, ":", ",", False, False, False)
+        encode = c_make_encoder({}, default, encode_basestring, None, ":", ",", False, False, False)
         return "".join(encode(obj, 0))
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False, default=default)
 
 
+# The slow path recurses itself (in C, for the compiled twin): bound it the same
+# in both twins, below the stdlib encoder's own limit.
+cdef int _MAX_DEPTH = 200
 cdef dict _NONFINITE_KEYS = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
@@ -212,12 +213,14 @@ def _escape_surrogate(match) -> str:
     return "\\u%04x" % ord(match.group())
 
 
-cdef object _finite(object obj, set active):
+cdef object _finite(object obj, set active, int depth=0):
     """A copy of obj with NaN/Infinity replaced by None, as JSON.stringify does."""
     cdef dict out
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, (list, tuple, dict)):
+        if depth > _MAX_DEPTH:
+            raise RecursionError("packet data nested too deeply")
         key = id(obj)
         if key in active:
             raise TypeError("circular reference in packet data")
@@ -227,10 +230,10 @@ cdef object _finite(object obj, set active):
             for k, v in obj.items():
                 if isinstance(k, float) and not math.isfinite(k):
                     k = _NONFINITE_KEYS.get(k, "NaN")
-                out[k] = _finite(v, active)
+                out[k] = _finite(v, active, depth + 1)
             result = out
         else:
-            result = [_finite(v, active) for v in obj]
+            result = [_finite(v, active, depth + 1) for v in obj]
         active.discard(key)
         return result
     return obj

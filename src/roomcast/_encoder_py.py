@@ -136,14 +136,15 @@ def _dumps(obj, default) -> str:
     # NOTE: the C encoder is driven directly: json.dumps() builds a JSONEncoder
     # on every call, which costs more than encoding a typical small event.
     if c_make_encoder is not None:
-        encode = c_make_encoder(
-            {}, default, encode_basestring,
-            None, ":", ",", False, False, False)
+        encode = c_make_encoder({}, default, encode_basestring, None, ":", ",", False, False, False)
         return "".join(encode(obj, 0))
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False, default=default)
 
 
+# The slow path recurses itself (in C, for the compiled twin): bound it the same
+# in both twins, below the stdlib encoder's own limit.
+_MAX_DEPTH = 200
 _NONFINITE_KEYS = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
@@ -154,7 +155,7 @@ def _escape_surrogate(match) -> str:
     return "\\u%04x" % ord(match.group())
 
 
-def _finite(obj, active: set):
+def _finite(obj, active: set, depth: int = 0):
     """A copy of obj with NaN/Infinity replaced by None, as JSON.stringify does.
 
     Only used on the slow path (a first encode refused a non-finite float).
@@ -162,6 +163,8 @@ def _finite(obj, active: set):
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, (list, tuple, dict)):
+        if depth > _MAX_DEPTH:
+            raise RecursionError("packet data nested too deeply")
         key = id(obj)
         if key in active:
             raise TypeError("circular reference in packet data")
@@ -171,9 +174,11 @@ def _finite(obj, active: set):
             for k, v in obj.items():
                 if isinstance(k, float) and not math.isfinite(k):
                     k = _NONFINITE_KEYS.get(k, "NaN")
-                out[k] = _finite(v, active)
+                out[k] = _finite(v, active, depth + 1)
         else:
-            out = [_finite(v, active) for v in obj]
+            out = []
+            for v in obj:  # a loop, not a comprehension: one frame per level
+                out.append(_finite(v, active, depth + 1))
         active.discard(key)
         return out
     return obj

@@ -105,6 +105,16 @@ def test_shared_and_circular_structures():
     assert assert_same("encode_packet", 2, "/", ["e", loop]) == ("raised", TypeError)
 
 
+@pytest.mark.parametrize("depth", [150, 250, 100_000])
+def test_deep_nesting_behind_a_nan(depth):
+    # the NaN makes the first encode fail early; the slow path must not overflow the C stack
+    deep = []
+    for _ in range(depth):
+        deep = [deep]
+    result = assert_same("encode_packet", 2, "/", ["e", float("nan"), deep])
+    assert result[0] == "packet" if depth < 200 else result == ("raised", RecursionError)
+
+
 @SETTINGS
 @given(ptype=types, data=st.one_of(st.none(), st.text(), st.binary(), st.integers()))
 def test_engineio_packets(ptype, data):
