@@ -23,7 +23,7 @@ from typing import Any
 
 __all__ = [
     "CONNECT", "DISCONNECT", "EVENT", "ACK", "CONNECT_ERROR", "BINARY_EVENT", "BINARY_ACK",
-    "PACKET_NAMES", "RESERVED_EVENTS", "ParseError", "Packet", "Decoder",
+    "PACKET_NAMES", "RESERVED_EVENTS", "ParseError", "Packet", "Decoder", "parse",
 ]
 
 CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range(7)
