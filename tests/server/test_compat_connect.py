@@ -1,0 +1,341 @@
+"""roomcast.compat: connecting and disconnecting the python-socketio way
+(connect handler forms and refusals, always_connect, namespaces, disconnect reasons)."""
+from __future__ import annotations
+
+import builtins
+
+import gevent
+import pytest
+
+import roomcast.compat as socketio
+
+from test_psio_client import run_psio, start_psio  # noqa: F401  (fixtures)
+
+
+def wait_for(condition, timeout: float = 5.0) -> None:
+    with gevent.Timeout(timeout):
+        while not condition():
+            gevent.sleep(0.01)
+
+
+def test_connect_refusals_reach_the_js_client(serve, run_js):
+    sio = socketio.Server()
+    seen = []
+
+    @sio.event
+    def connect(sid, environ, auth):
+        seen.append(auth)
+        how = auth["how"]
+        if how == "false":
+            return False
+        if how == "no args":
+            raise socketio.exceptions.ConnectionRefusedError()
+        if how == "message":
+            raise socketio.exceptions.ConnectionRefusedError("nope")
+        if how == "message and data":
+            raise socketio.exceptions.ConnectionRefusedError("nope", {"code": 7})
+        if how == "more args":
+            raise socketio.exceptions.ConnectionRefusedError("a", "b", 3)
+        if how == "builtin":
+            raise builtins.ConnectionRefusedError("ignored")
+        return None   # anything but False accepts
+
+    url = serve(sio)
+    result = run_js("""
+        const out = {};
+        for (const how of ["false", "no args", "message", "message and data", "more args",
+                           "builtin", "ok"]) {
+            const socket = io(URL, {auth: {how}, forceNew: true, reconnection: false});
+            out[how] = await new Promise((resolve) => {
+                socket.on("connect", () => resolve("connected"));
+                socket.on("connect_error", (err) => resolve([err.message, err.data ?? null]));
+            });
+            socket.disconnect();
+        }
+        done(out);
+    """, url)
+    assert result == {
+        "false": ["Connection rejected by server", None],
+        "no args": ["Connection rejected by server", None],
+        "message": ["nope", None],
+        "message and data": ["nope", {"code": 7}],
+        "more args": ["a", ["b", 3]],
+        "builtin": ["Connection refused by server", None],
+        "ok": "connected",
+    }
+    assert len(seen) == 7
+
+
+def test_refusal_reaches_the_python_client(serve, run_psio):
+    sio = socketio.Server()
+
+    @sio.event
+    def connect(sid, environ, auth):
+        if not auth or auth.get("token") != "secret":
+            raise socketio.exceptions.ConnectionRefusedError("authentication failed",
+                                                             {"hint": "token"})
+
+    url = serve(sio)
+    result = run_psio("""
+        sio = socketio.Client()
+        inbox = Inbox()
+        sio.on("connect_error", lambda data: inbox.put(data))
+        try:
+            sio.connect(URL, auth={"token": "wrong"}, wait_timeout=3)
+        except socketio.exceptions.ConnectionError:
+            pass
+        refused = inbox.wait(1)[0]
+        ok = socketio.Client()
+        ok.connect(URL, auth={"token": "secret"})
+        done({"refused": refused, "ok": ok.connected})
+    """, url)
+    assert result == {"refused": {"message": "authentication failed", "data": {"hint": "token"}},
+                      "ok": True}
+
+
+def test_legacy_handler_signatures(serve, run_js):
+    sio = socketio.Server()
+    log = []
+
+    @sio.event
+    def connect(sid, environ):                 # no auth argument
+        log.append(("connect", environ["REQUEST_METHOD"]))
+
+    @sio.event
+    def disconnect(sid):                       # no reason argument
+        log.append(("disconnect", sid))
+
+    @sio.on("connect", namespace="/auth")
+    def connect_auth(sid, environ, auth):
+        log.append(("auth", auth))
+
+    url = serve(sio)
+    sid = run_js("""
+        const main = io(URL);
+        await once(main, "connect");
+        const withAuth = io(URL + "/auth", {auth: {k: 1}});
+        await once(withAuth, "connect");
+        const noAuth = io(URL + "/auth", {forceNew: true});
+        await once(noAuth, "connect");
+        const sid = main.id;
+        main.disconnect();
+        await sleep(100);
+        done(sid);
+    """, url)
+    wait_for(lambda: ("disconnect", sid) in log)
+    assert ("connect", "GET") in log
+    assert ("auth", {"k": 1}) in log and ("auth", None) in log
+
+
+def test_a_connect_handler_can_use_its_sid_before_the_connection_is_accepted(serve, run_js):
+    sio = socketio.Server()
+
+    @sio.event
+    def connect(sid, environ, auth):
+        sio.enter_room(sid, "early")
+        sio.save_session(sid, {"user": auth["user"]})
+        sio.emit("welcome", "hello " + auth["user"], to=sid)   # sent before CONNECT
+        assert sio.rooms(sid) == [sid, "early"]
+
+    @sio.event
+    def whoami(sid):
+        return sio.get_session(sid)["user"], sorted(sio.rooms(sid))
+
+    url = serve(sio)
+    result = run_js("""
+        const socket = io(URL, {auth: {user: "ann"}});
+        const [welcome] = await once(socket, "welcome");
+        socket.emit("whoami", (...args) => done({welcome, args, sid: socket.id}));
+    """, url)
+    assert result["welcome"] == "hello ann"
+    assert result["args"] == ["ann", sorted([result["sid"], "early"])]
+
+
+def test_always_connect(serve, run_js):
+    sio = socketio.Server(always_connect=True)
+    disconnects = []
+
+    @sio.event
+    def connect(sid, environ, auth):
+        sio.emit("hello", "early bird", to=sid)
+        if auth.get("refuse"):
+            return False
+
+    @sio.event
+    def disconnect(sid, reason):
+        disconnects.append(reason)
+
+    url = serve(sio)
+    result = run_js("""
+        const events = [];
+        const socket = io(URL, {auth: {refuse: true}, reconnection: false});
+        socket.on("connect", () => events.push("connect"));
+        socket.on("hello", (m) => events.push(m));
+        const [reason] = await once(socket, "disconnect");
+        events.push(reason);
+        done(events);
+    """, url)
+    assert result == ["connect", "early bird", "io server disconnect"]
+    gevent.sleep(0.1)
+    assert disconnects == []    # a refused connection never "connected" for the app
+
+
+def test_namespaces_option(serve, run_js):
+    sio = socketio.Server(namespaces=["/a"])   # '/' is not in the list and has no handler
+    url = serve(sio)
+    result = run_js("""
+        const attempt = (nsp) => new Promise((resolve) => {
+            const socket = io(URL + nsp, {forceNew: true, reconnection: false});
+            socket.on("connect", () => resolve("connected"));
+            socket.on("connect_error", (err) => resolve(err.message));
+        });
+        done([await attempt("/a"), await attempt("/b"), await attempt("/")]);
+    """, url)
+    assert result == ["connected", "Invalid namespace", "Unable to connect"]
+
+    any_sio = socketio.Server(namespaces="*")
+    seen = []
+
+    @any_sio.on("connect", namespace="*")
+    def any_connect(namespace, sid, environ, auth):
+        seen.append(namespace)
+
+    url = serve(any_sio)
+    assert run_js("""
+        const a = io(URL + "/x1"); await once(a, "connect");
+        const b = io(URL + "/x2/deeper"); await once(b, "connect");
+        done("ok");
+    """, url) == "ok"
+    assert sorted(seen) == ["/x1", "/x2/deeper"]
+
+
+def test_handlers_registered_after_serving_open_their_namespace(serve, run_js):
+    sio = socketio.Server()
+    url = serve(sio)
+
+    @sio.on("ping", namespace="/late")
+    def late_ping(sid):
+        return "pong"
+
+    assert run_js("""
+        const socket = io(URL + "/late");
+        done(await socket.emitWithAck("ping"));
+    """, url) == "pong"
+
+
+def test_disconnect_reasons(serve, run_js):
+    sio = socketio.Server(ping_interval=0.2, ping_timeout=0.3)
+    reasons = {}
+
+    @sio.event
+    def connect(sid, environ, auth):
+        sio.save_session(sid, {"name": auth["name"]})
+
+    @sio.event
+    def disconnect(sid, reason):
+        reasons[sio.get_session(sid)["name"]] = reason
+
+    @sio.event
+    def kick(sid):
+        sio.disconnect(sid)
+
+    url = serve(sio)
+    run_js("""
+        const open = async (name, opts = {}) => {
+            const s = io(URL, {auth: {name}, forceNew: true, reconnection: false, ...opts});
+            await once(s, "connect");
+            return s;
+        };
+        const client = await open("client");
+        client.disconnect();                            // SIO DISCONNECT
+
+        const engine = await open("engine");
+        engine.io.engine.close();                       // Engine.IO close packet only
+
+        const server = await open("server");
+        server.emit("kick");
+        await once(server, "disconnect");
+
+        const dropped = await open("dropped", {transports: ["websocket"]});
+        dropped.io.engine.transport.ws.terminate();     // TCP gone, no goodbye
+
+        const silent = await open("silent", {transports: ["websocket"]});
+        silent.io.engine._sendPacket = () => {};        // stops answering pings
+        silent.io.engine.sendPacket = () => {};
+        await once(silent, "disconnect");
+        done();
+    """, url)
+    wait_for(lambda: len(reasons) == 5)
+    assert reasons == {
+        "client": "client disconnect",
+        "engine": "client disconnect",
+        "server": "server disconnect",
+        "dropped": "transport close",
+        "silent": "ping timeout",
+    }
+    assert socketio.Server.reason.PING_TIMEOUT == "ping timeout"
+
+
+def test_server_disconnect_seen_by_the_python_client(serve, run_psio):
+    sio = socketio.Server()
+    reasons = []
+
+    @sio.event
+    def disconnect(sid, reason):
+        reasons.append(reason)
+
+    @sio.event
+    def kick(sid):
+        sio.disconnect(sid)
+
+    url = serve(sio)
+    result = run_psio("""
+        sio = socketio.Client()
+        inbox = Inbox()
+        sio.on("disconnect", lambda reason: inbox.put(reason))
+        sio.connect(URL)
+        sio.emit("kick")
+        done(inbox.wait(1)[0])
+    """, url)
+    assert result == "server disconnect"
+    assert reasons == ["server disconnect"]
+
+
+def test_shutdown_disconnects_everyone(serve, run_js, start_js):
+    sio = socketio.Server()
+    reasons = []
+
+    @sio.event
+    def disconnect(sid, reason):
+        reasons.append(reason)
+
+    url = serve(sio)
+    run = start_js("""
+        const socket = io(URL, {reconnection: false});
+        await once(socket, "connect");
+        const [reason] = await once(socket, "disconnect");
+        done(reason);
+    """, url)
+    wait_for(lambda: sio.manager.get_namespaces())
+    sio.shutdown()
+    assert run.result() in ("transport close", "io server disconnect")
+    assert reasons == ["server disconnect"]
+
+
+@pytest.mark.parametrize("transports", [["polling"], ["websocket"]])
+def test_transport_and_environ(serve, run_js, transports):
+    sio = socketio.Server()
+
+    @sio.event
+    def where(sid):
+        environ = sio.get_environ(sid)
+        return sio.transport(sid), environ["HTTP_X_APP"], environ["QUERY_STRING"].count("k=v")
+
+    url = serve(sio)
+    result = run_js(f"""
+        const socket = io(URL, {{transports: {transports!r}, query: {{k: "v"}},
+                                extraHeaders: {{"x-app": "demo"}}}});
+        done(await new Promise((resolve) => socket.emit("where", (...a) => resolve(a))));
+    """.replace("'", '"'), url)
+    assert result == [transports[0], "demo", 1]
+    assert sio.get_environ("no such sid") is None
