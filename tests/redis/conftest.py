@@ -39,6 +39,7 @@ class ClusterNode:
 
     def __init__(self, kind: str, config: dict, impl: str) -> None:
         self.kind = kind
+        self.config = config
         self.events: list[dict] = []
         self._ids = itertools.count(1)
         self._waiting: dict[int, gevent.event.AsyncResult] = {}
