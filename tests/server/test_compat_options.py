@@ -1,0 +1,144 @@
+"""roomcast.compat: python-socketio's server options (CORS, Engine.IO settings) and
+the clear errors for what it does not provide."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import requests
+import socketio as real_socketio
+
+import roomcast.compat as socketio
+
+
+def handshake(in_thread, url: str, origin: str | None = None, path: str = "/socket.io/",
+              transport: str = "polling") -> requests.Response:
+    headers = {"Origin": origin} if origin else {}
+    return in_thread(requests.get, f"{url}{path}?EIO=4&transport={transport}",
+                     headers=headers, timeout=5)
+
+
+def open_packet(response: requests.Response) -> dict:
+    assert response.status_code == 200, response.text
+    assert response.text.startswith("0")
+    return json.loads(response.text[1:])
+
+
+ALLOWED, REFUSED = "allowed", "refused"
+
+
+def outcome(response: requests.Response, origin: str) -> str:
+    if response.status_code == 200:
+        assert response.headers.get("Access-Control-Allow-Origin") == origin
+        return ALLOWED
+    assert response.status_code == 403
+    return REFUSED
+
+
+@pytest.mark.parametrize("setting, verdicts", [
+    (None, {"same": ALLOWED, "http://ok.example": REFUSED, "http://evil.example": REFUSED}),
+    ("*", {"same": ALLOWED, "http://ok.example": ALLOWED, "http://evil.example": ALLOWED}),
+    ("http://ok.example", {"same": REFUSED, "http://ok.example": ALLOWED,
+                           "http://evil.example": REFUSED}),
+    (["http://ok.example", "http://also.example"],
+     {"same": REFUSED, "http://ok.example": ALLOWED, "http://evil.example": REFUSED}),
+    (lambda origin: origin.startswith("http://ok"),
+     {"same": REFUSED, "http://ok.example": ALLOWED, "http://evil.example": REFUSED}),
+    (lambda origin, environ: environ["HTTP_HOST"] in origin,
+     {"same": ALLOWED, "http://ok.example": REFUSED, "http://evil.example": REFUSED}),
+], ids=["same-origin", "star", "one", "list", "callable", "callable-environ"])
+def test_cors_allowed_origins(serve, in_thread, setting, verdicts):
+    url = serve(socketio.Server(cors_allowed_origins=setting))
+    for origin, verdict in verdicts.items():
+        origin = url if origin == "same" else origin
+        response = handshake(in_thread, url, origin)
+        assert outcome(response, origin) == verdict, origin
+        if verdict == ALLOWED:
+            assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    # no Origin header at all (not a browser): always served
+    assert handshake(in_thread, url).status_code == 200
+
+
+def test_cors_handling_off_and_without_credentials(serve, in_thread):
+    url = serve(socketio.Server(cors_allowed_origins=[]))
+    response = handshake(in_thread, url, "http://anyone.example")
+    assert response.status_code == 200
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+    url = serve(socketio.Server(cors_allowed_origins="*", cors_credentials=False))
+    response = handshake(in_thread, url, "http://anyone.example")
+    assert response.headers["Access-Control-Allow-Origin"] == "http://anyone.example"
+    assert "Access-Control-Allow-Credentials" not in response.headers
+
+
+def test_websocket_from_a_refused_origin(serve, run_js):
+    url = serve(socketio.Server(cors_allowed_origins=["http://ok.example"]))
+    assert run_js("""
+        const attempt = (origin) => new Promise((resolve) => {
+            const s = io(URL, {transports: ["websocket"], extraHeaders: {origin},
+                               forceNew: true, reconnection: false});
+            s.on("connect", () => resolve("connected"));
+            s.on("connect_error", (err) => resolve("refused"));
+        });
+        done([await attempt("http://ok.example"), await attempt("http://evil.example")]);
+    """, url) == ["connected", "refused"]
+
+
+def test_engineio_options(serve, in_thread):
+    sio = socketio.Server(ping_interval=(0.5, 0.25), ping_timeout=2, max_http_buffer_size=1234,
+                          allow_upgrades=False, cookie="sticky", monitor_clients=True)
+    url = serve(sio)
+    response = handshake(in_thread, url)
+    assert open_packet(response) == {
+        "sid": open_packet(response)["sid"], "upgrades": [], "pingInterval": 500,
+        "pingTimeout": 2250, "maxPayload": 1234}
+    assert response.headers["Set-Cookie"].startswith("sticky=")
+
+    url = serve(socketio.Server(transports="websocket"))
+    response = handshake(in_thread, url)
+    assert response.status_code == 400
+    assert response.json() == {"code": 0, "message": "Transport unknown"}
+
+    with pytest.raises(ValueError, match="No valid transports"):
+        socketio.Server(transports=["carrier pigeon"])
+
+
+def test_unsupported_choices_say_so(caplog):
+    assert socketio.Server(async_mode="gevent").async_mode == "gevent"
+    with pytest.raises(ValueError, match="gevent only"):
+        socketio.Server(async_mode="eventlet")
+    with pytest.raises(ValueError, match="serializer"):
+        socketio.Server(serializer="msgpack")
+
+    class QueueManager:
+        pass
+
+    with pytest.raises(ValueError, match="only the in-memory client manager.*QueueManager"):
+        socketio.Server(client_manager=QueueManager())
+    # the in-memory managers, ours and python-socketio's, are fine
+    assert isinstance(socketio.Server(client_manager=socketio.Manager()).manager, socketio.Manager)
+    assert isinstance(socketio.Server(client_manager=real_socketio.Manager()).manager,
+                      socketio.Manager)
+
+    with caplog.at_level(logging.WARNING, logger="roomcast.compat"):
+        socketio.Server(manage_session=False)
+    assert "manage_session" in caplog.text
+
+    with pytest.raises(AttributeError, match="RedisManager.*roomcast.adapters.redis"):
+        socketio.RedisManager
+    with pytest.raises(AttributeError, match="Client.*python-socketio package"):
+        socketio.Client
+    with pytest.raises(NotImplementedError, match="Admin UI"):
+        socketio.Server().instrument(auth=False)
+
+
+def test_exception_names():
+    exc = socketio.exceptions
+    assert issubclass(exc.ConnectionRefusedError, exc.ConnectionError)
+    assert issubclass(exc.ConnectionError, exc.SocketIOError)
+    for name in ("TimeoutError", "BadNamespaceError", "DisconnectedError"):
+        assert issubclass(getattr(exc, name), exc.SocketIOError)
+    assert exc.ConnectionRefusedError("a", "b", "c").error_args == {"message": "a",
+                                                                    "data": ("b", "c")}
+    assert socketio.Server.reason.CLIENT_DISCONNECT == real_socketio.Server.reason.CLIENT_DISCONNECT
