@@ -95,7 +95,8 @@ def test_required_extensions_are_really_in_use():
         assert done.stdout.strip() == "True"
     else:
         assert "ImportError" in done.stderr or "ModuleNotFoundError" in done.stderr
-    if os.environ.get("ROOMCAST_REQUIRE_EXTENSIONS", "") not in ("", "0"):
+    if (os.environ.get("ROOMCAST_REQUIRE_EXTENSIONS", "") not in ("", "0")
+            or os.environ.get("CIBUILDWHEEL") == "1"):
         assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
         assert _speedups.extensions_available()
 
