@@ -1,0 +1,125 @@
+"""Faults: Redis going away and coming back, and a server leaving the cluster.
+These tests start their own redis-server on a free port."""
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import gevent
+import pytest
+
+from test_redis_cluster import CLIENTS, srt, wait_until
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+            conn.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class OwnRedis:
+    """A redis-server of this test only, which the test may stop and start again."""
+
+    def __init__(self, workdir) -> None:
+        self.binary = shutil.which("redis-server")
+        assert self.binary, "redis-server is not installed"
+        self.port = _free_port()
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.proc = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no"], cwd=str(self.workdir),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: _answers(self.port), "redis-server to start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = OwnRedis(tmp_path)
+    yield server
+    server.stop()
+
+
+def counted(nodes, count):
+    for node in nodes:
+        wait_until(lambda: node.call("serverCount") == count, f"{node.kind} node to count {count}", 10)
+
+
+def test_redis_restart_broadcasts_resume(cluster, own_redis, start_js):
+    nodes = [cluster("roomcast", redis=own_redis.url, requestsTimeout=1.0) for _ in range(2)]
+    n0, n1 = nodes
+    counted(nodes, 2)
+    clients = start_js(f"const URLS = {[n.url for n in nodes]!r}; const NSP = '';\n" + CLIENTS, n0.url)
+    for node in nodes:
+        node.wait_clients(2)
+    # acked by all four: delivered everywhere before Redis goes away
+    assert sorted(n0.call("emitWithAck", ev="before", args=[1], timeout=3.0)) == ["a0", "a1", "b0", "b1"]
+
+    own_redis.stop()
+    # the servers keep serving their own clients, and say what could not be published
+    n0.call("emit", ev="during", args=[2])
+    n1.call("emit", ev="during", args=[3])
+    assert sorted(s["data"]["port"] for s in n0.call("fetchSockets")) == [n0.port, n0.port]
+    wait_until(lambda: "could not be published" in n0.stderr, "the publish error in the log")
+    assert "Traceback" not in n0.stderr + n1.stderr
+
+    down = time.monotonic()
+    own_redis.start()
+    counted(nodes, 2)   # both resubscribed by themselves
+    assert time.monotonic() - down < 6.0   # the reconnect backoff is capped at 2 s
+    n1.call("emit", ev="after", args=[4])
+    n0.call("emit", ev="after", args=[5])
+    for node in nodes:
+        node.call("emit", ev="end")
+    got = clients.result()["got"]
+    for name in ("a0", "b0"):
+        assert srt(got[name]) == srt([["before", 1], ["during", 2], ["after", 4], ["after", 5]])
+    for name in ("a1", "b1"):
+        assert srt(got[name]) == srt([["before", 1], ["during", 3], ["after", 4], ["after", 5]])
+    assert "subscriber reconnected" in n0.stderr
+
+
+def test_a_server_that_leaves_does_not_fail_requests(cluster, start_js):
+    # requests_timeout 1 s: n2 stops answering (SIGSTOP) and then dies while n0 waits
+    nodes = [cluster("roomcast", requestsTimeout=1.0) for _ in range(3)]
+    n0, n1, n2 = nodes
+    counted(nodes, 3)
+    clients = start_js(f"const URLS = {[n.url for n in nodes]!r}; const NSP = '';\n" + CLIENTS, n0.url)
+    for node in nodes:
+        node.wait_clients(2)
+
+    n2.proc.send_signal(signal.SIGSTOP)
+    started = time.monotonic()
+    fetch = gevent.spawn(n0.call, "fetchSockets")
+    emit = gevent.spawn(n0.call, "serverSideEmitWithAck", ev="server_side", args=["ask"])
+    gevent.sleep(0.3)
+    n2.proc.kill()
+    sockets, responses = fetch.get(timeout=5), emit.get(timeout=5)
+    assert time.monotonic() - started < 1.8
+    assert sorted(s["data"]["port"] for s in sockets) == sorted([n0.port, n0.port, n1.port, n1.port])
+    assert responses == [{"from": "roomcast", "port": n1.port, "args": ["ask"]}]
+    assert "servers answered within" in n0.stderr
+    for node in (n0, n1):
+        node.call("emit", ev="end")
+    clients.kill()
