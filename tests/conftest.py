@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -160,9 +161,11 @@ class JSRun:
                                "(scripts/test.sh does)")
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
+        # its own process group, so that ending it also ends what it started (chromium)
         self.proc = gevent.subprocess.Popen(
             ["node", str(HARNESS), str(script_file), url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(JS_DIR))
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(JS_DIR),
+            start_new_session=True)
         self._outcome: tuple[bool, Any] | None = None
 
     def result(self) -> Any:
@@ -176,10 +179,32 @@ class JSRun:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
+            self._end()
             self.proc.communicate()
+            self._kill_leftovers()
             if self._outcome is None:
                 self._outcome = (False, "node was killed by the test")
+
+    def _kill_leftovers(self) -> None:
+        """Whatever node started and left behind (the group outlives its leader)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _end(self) -> None:
+        """SIGTERM to the group (playwright then closes its browser), SIGKILL if needed."""
+        for sig, grace in ((signal.SIGTERM, 1.0), (signal.SIGKILL, None)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            if grace is not None:
+                try:
+                    self.proc.wait(timeout=grace)
+                    return
+                except gevent.subprocess.TimeoutExpired:
+                    pass
 
     def _wait(self) -> tuple[bool, Any]:
         timed_out = False
@@ -187,8 +212,9 @@ class JSRun:
             out, err = self.proc.communicate(timeout=max(0.0, self.deadline - time.monotonic()))
         except gevent.subprocess.TimeoutExpired:
             timed_out = True
-            self.proc.kill()
+            self._end()
             out, err = self.proc.communicate()
+        self._kill_leftovers()
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         for line in stdout.splitlines():
             if line.startswith(DONE_MARKER) and not timed_out:

@@ -66,7 +66,7 @@ function closeEverything() {
   for (const manager of managers) manager.disconnect();
   // Anything else the snippet opened (servers, redis clients) must not keep node alive;
   // the timer is unref'd so a clean exit is not delayed by it.
-  setTimeout(() => process.exit(process.exitCode || 0), 200).unref();
+  setTimeout(() => process.exit(process.exitCode || 0), 50).unref();
 }
 
 function done(value) {

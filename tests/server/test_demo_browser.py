@@ -19,8 +19,9 @@ const { chromium } = require("playwright-core");
 const context = await chromium.launchPersistentContext(SETTINGS.userDataDir, {
   executablePath: SETTINGS.chromium, headless: true, args: SETTINGS.flags,
 });
+const pageErrors = [];
+let result;
 try {
-  const pageErrors = [];
   async function open(name) {
     const page = await context.newPage();
     page.on("pageerror", (err) => pageErrors.push(`${name}: ${err.message}`));
@@ -51,10 +52,11 @@ try {
   const newsSeenByAlice = (await news.innerText()).replace(/\\s+/g, " ");
 
   await bob.screenshot({ path: SETTINGS.screenshot, fullPage: true });
-  done({ seenByBob, newsSeenByAlice, pageErrors });
+  result = { seenByBob, newsSeenByAlice, pageErrors };
 } finally {
-  await context.close();
+  await context.close();  // before done(), which ends node
 }
+done(result);
 """
 
 

@@ -1,11 +1,14 @@
 """The test fixtures themselves: serving in-process, node snippets, Redis, the core chooser."""
 import socket
 
+import json
+
 import gevent
 import pytest
 import requests
 from geventwebsocket import WebSocketError
 
+import roomcast
 from roomcast import _speedups
 
 
@@ -59,6 +62,28 @@ def test_served_app_speaks_websocket(serve, run_js):
         done([first.toString(), second]);
     """, url)
     assert echoed == ["text é", b"\x00\x01\xff"]
+
+
+def test_serve_wraps_a_roomcast_server(serve, run_js):
+    io = roomcast.Server()
+
+    @io.on("connection")
+    def on_connection(socket):
+        socket.on("echo", lambda value, ack: ack(value))
+
+    url = serve(io)
+    assert run_js("""
+        const socket = io(URL);
+        done(await socket.emitWithAck("echo", {hello: "world"}));
+    """, url) == {"hello": "world"}
+
+
+def test_serve_wraps_an_engine_server(serve, eio_url, in_thread):
+    url = serve(roomcast.EngineServer(path="/engine.io"))
+    response = in_thread(requests.get, eio_url(url, path="/engine.io/"), timeout=5)
+    assert response.status_code == 200
+    assert response.text[0] == "0"  # the Engine.IO open packet
+    assert set(json.loads(response.text[1:])) >= {"sid", "pingInterval", "pingTimeout"}
 
 
 def test_run_js_returns_json_and_bytes(run_js):
