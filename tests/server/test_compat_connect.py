@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 
 import gevent
+import gevent.event
 import pytest
 
 import roomcast.compat as socketio
@@ -249,8 +250,8 @@ def test_disconnect_reasons(serve, run_js):
         const client = await open("client");
         client.disconnect();                            // SIO DISCONNECT
 
-        const engine = await open("engine");
-        engine.io.engine.close();                       // Engine.IO close packet only
+        const engine = await open("engine", {transports: ["polling"]});
+        engine.io.engine.close();                       // polling: an Engine.IO close packet
 
         const server = await open("server");
         server.emit("kick");
@@ -304,19 +305,26 @@ def test_server_disconnect_seen_by_the_python_client(serve, run_psio):
 def test_shutdown_disconnects_everyone(serve, run_js, start_js):
     sio = socketio.Server()
     reasons = []
+    ready = gevent.event.Event()
 
     @sio.event
     def disconnect(sid, reason):
         reasons.append(reason)
 
+    @sio.on("ready")
+    def on_ready(sid):
+        ready.set()
+
     url = serve(sio)
     run = start_js("""
         const socket = io(URL, {reconnection: false});
         await once(socket, "connect");
-        const [reason] = await once(socket, "disconnect");
+        const gone = once(socket, "disconnect");
+        socket.emit("ready");
+        const [reason] = await gone;
         done(reason);
     """, url)
-    wait_for(lambda: sio.manager.get_namespaces())
+    assert ready.wait(timeout=10)
     sio.shutdown()
     assert run.result() in ("transport close", "io server disconnect")
     assert reasons == ["server disconnect"]
