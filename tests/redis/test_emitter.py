@@ -1,5 +1,6 @@
 """roomcast.Emitter publishing into a cluster of real Node Socket.IO servers
-(@socket.io/redis-adapter 8.3), received by the real JS client."""
+(@socket.io/redis-adapter 8.3) and of roomcast servers, received by the real JS client;
+and Node's @socket.io/redis-emitter 5.1 reaching roomcast clients."""
 from __future__ import annotations
 
 import datetime as dt
@@ -26,8 +27,9 @@ for (const [name, s] of Object.entries({ a, b, c })) {
 """
 
 
-def test_emitter_reaches_node_clients(cluster, start_js, redis_url, redis_key):
-    node = cluster("node")
+@pytest.mark.parametrize("kind", ["node", "roomcast"])
+def test_emitter_reaches_clients(kind, cluster, start_js, redis_url, redis_key):
+    node = cluster(kind)
     clients = start_js(CLIENTS, node.url)
     node.wait_clients(2)
     node.wait_clients(1, nsp="/custom")
@@ -59,8 +61,9 @@ def test_emitter_reaches_node_clients(cluster, start_js, redis_url, redis_key):
     assert got["c"] == [["custom", "only /custom"]]
 
 
-def test_emitter_requests_reach_node_servers(cluster, start_js, redis_url, redis_key):
-    node = cluster("node")
+@pytest.mark.parametrize("kind", ["node", "roomcast"])
+def test_emitter_requests_reach_servers(kind, cluster, start_js, redis_url, redis_key):
+    node = cluster(kind)
     clients = start_js("""
         const a = io(URL, { transports: ["websocket"], query: { rooms: "r1" } });
         const b = io(URL, { transports: ["websocket"] });
@@ -122,3 +125,41 @@ def test_emitter_refuses_reserved_events_and_acks(redis_url, redis_key):
         emitter.emit("ev", lambda: None)
     with pytest.raises(ValueError, match="acknowledgements"):
         emitter.server_side_emit("ev", lambda: None)
+
+
+def test_node_emitter_reaches_roomcast_clients(cluster, start_js, redis_url, redis_key):
+    node = cluster("roomcast")
+    result = start_js(f"""
+        const {{ Emitter }} = require("@socket.io/redis-emitter");
+        const {{ createClient }} = require("redis");
+        const opts = (rooms) => ({{ transports: ["websocket"], query: rooms ? {{ rooms }} : {{}} }});
+        const a = io(URL, opts("r1")), b = io(URL, opts("r2")), c = io(URL + "/custom", opts("r1"));
+        const got = {{ a: [], b: [], c: [] }};
+        let ended = 0;
+        for (const [name, s] of Object.entries({{ a, b, c }})) {{
+          s.onAny((ev, ...args) => {{
+            if (ev === "end") {{ if (++ended === 3) done(got); return; }}
+            got[name].push([ev, ...args]);
+          }});
+        }}
+        await Promise.all([a, b, c].map((s) => once(s, "connect")));
+        const client = createClient({{ url: {redis_url!r} }});
+        await client.connect();
+        const emitter = new Emitter(client, {{ key: {redis_key!r} }});
+        emitter.emit("all", 1, {{ two: [2] }});
+        emitter.to("r1").emit("room", Buffer.from([1, 2, 3]));
+        emitter.except("r1").emit("except", new Date(Date.UTC(2024, 0, 2, 3, 4, 5, 678)));
+        emitter.of("/custom").to("r1").emit("custom", "c");
+        emitter.in("r2").socketsJoin("joined");
+        emitter.to("joined").emit("joined", true);
+        emitter.serverSideEmit("server_side", "from node emitter");
+        emitter.emit("end");
+        emitter.of("/custom").emit("end");
+        await sleep(100);
+        await client.quit();
+    """, node.url)
+    got = result.result()
+    assert got["a"] == [["all", 1, {"two": [2]}], ["room", b"\x01\x02\x03"]]
+    assert got["b"] == [["all", 1, {"two": [2]}], ["except", "2024-01-02T03:04:05.678Z"], ["joined", True]]
+    assert got["c"] == [["custom", "c"]]
+    assert node.wait_event()[0]["args"] == ["from node emitter"]
