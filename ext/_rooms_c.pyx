@@ -11,9 +11,10 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memmove, memset
 import sys
 
-MAX_SLOT = (1 << 24) - 1  # bounds every bitmap to 2 MiB, far above any one process' connections
+MAX_SLOT = (1 << 20) - 1  # far above one process' connections; bounds a bitmap to 128 KiB
 MIN_DENSE = 16            # below this a room stays an array: tiny rooms are cheap either way
 cdef Py_ssize_t C_MIN_DENSE = MIN_DENSE
+cdef Py_ssize_t C_MAX_SLOT = MAX_SLOT
 
 
 cdef inline Py_ssize_t _check_slot(object slot) except -1:
@@ -190,8 +191,14 @@ cdef Selection _finish(uint64_t *words, Py_ssize_t nwords):
     """Wrap a bitmap (ownership passes) as a Selection, trimming zero words at the end."""
     cdef Selection sel = Selection.__new__(Selection)
     cdef Py_ssize_t i, count = 0
+    cdef Py_ssize_t allocated = nwords
+    cdef uint64_t *smaller
     while nwords > 0 and words[nwords - 1] == 0:
         nwords -= 1
+    if nwords * 2 < allocated:   # a snapshot of a few slots should not keep a big bitmap
+        smaller = <uint64_t *>PyMem_Realloc(words, (nwords if nwords else 1) * 8)
+        if smaller != NULL:
+            words = smaller
     for i in range(nwords):
         count += rc_popcount64(words[i])
     sel.words = words
@@ -209,8 +216,11 @@ cdef class Selection:
         self.count = 0
 
     def __init__(self, slots=()):
-        cdef list checked = [_check_slot(s) for s in slots]
+        cdef list checked = [_check_slot(x) for x in slots]
         cdef Py_ssize_t s, nwords, i
+        PyMem_Free(self.words)   # __init__ may be called again
+        self.words = NULL
+        self.nwords = self.count = 0
         if not checked:
             return
         nwords = (max(checked) >> 6) + 1
@@ -314,6 +324,8 @@ cdef class RoomIndex:
             cap = self._slots_cap * 2 if self._slots_cap else 64
             while cap <= slot:
                 cap *= 2
+            if cap > C_MAX_SLOT + 1:
+                cap = C_MAX_SLOT + 1
             self._slots = <SlotRooms *>_realloc(self._slots, cap * sizeof(SlotRooms))
             memset(self._slots + self._slots_cap, 0, (cap - self._slots_cap) * sizeof(SlotRooms))
             for i in range(self._slots_cap, cap):
@@ -499,7 +511,7 @@ cdef class RoomIndex:
         cdef bint named, unused
         cdef list rids = self._lookup(rooms, "rooms", &named)
         cdef list except_rids = self._lookup(except_rooms, "except_rooms", &unused)
-        cdef list skip = [] if except_slots is None else [_check_slot(s) for s in except_slots]
+        cdef list skip = [] if except_slots is None else [_check_slot(x) for x in except_slots]
         cdef Py_ssize_t nwords = (self._slots_cap + 63) >> 6, i, s
         cdef uint64_t *acc
         # From here on no Python code runs: the C arrays cannot move under us.

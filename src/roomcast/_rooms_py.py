@@ -45,7 +45,7 @@ from array import array
 from bisect import bisect_left, insort
 from collections.abc import Hashable, Iterable, Iterator
 
-MAX_SLOT = (1 << 24) - 1  # bounds every bitmap to 2 MiB, far above any one process' connections
+MAX_SLOT = (1 << 20) - 1  # far above one process' connections; bounds a bitmap to 128 KiB
 MIN_DENSE = 16            # below this a room stays an array: tiny rooms are cheap either way
 _BIG_ENDIAN = sys.byteorder == "big"
 

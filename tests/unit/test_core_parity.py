@@ -20,8 +20,8 @@ except ImportError:
     pytest.skip("the compiled core is not built: nothing to compare the twin with",
                 allow_module_level=True)
 
-MAX_SLOT = 2**24 - 1
-PARITY = settings(max_examples=200, deadline=None,
+MAX_SLOT = 2**20 - 1
+PARITY = settings(max_examples=120, deadline=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # -- the room index -------------------------------------------------------------------
