@@ -7,7 +7,6 @@ import os
 import time
 import urllib.parse
 from dataclasses import replace
-from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
@@ -65,7 +64,9 @@ def build_handshake(environ: dict, auth: Any) -> dict:
         url += "?" + environ["QUERY_STRING"]
     return {
         "headers": _headers_of(environ),
-        "time": formatdate(now, usegmt=True),
+        # the string Node's `new Date() + ""` gives in a UTC process
+        "time": time.strftime("%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)",
+                              time.gmtime(now)),
         "address": environ.get("REMOTE_ADDR"),
         "xdomain": bool(environ.get("HTTP_ORIGIN")),
         "secure": environ.get("wsgi.url_scheme") == "https",
@@ -298,6 +299,8 @@ class Socket(_Emitting, EventEmitter):
     def _emit(self, event: Any, args: tuple, callback: Callable | None,
               flags: BroadcastFlags) -> bool:
         check_event(event)
+        if self._state == CLOSED:
+            return False   # Node would still write it; a later reconnect would replay it
         data = [event, *args]
         pid = None
         if callback is not None:
@@ -318,7 +321,7 @@ class Socket(_Emitting, EventEmitter):
 
         def expire() -> None:
             if self._acks.pop(pid, None) is not None:
-                callback(timeout_error())
+                call_safely(callback, timeout_error())
 
         timer = gevent.spawn_later(timeout, expire)
 

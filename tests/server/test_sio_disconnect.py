@@ -131,18 +131,27 @@ def test_disconnect_sockets_of_a_room(serve, run_js):
     assert reasons[0] == ("kick", "server namespace disconnect")
 
 
-def test_server_close_disconnects_everyone(serve, run_js, start_js):
+@pytest.mark.parametrize("transports", ["['websocket']", "['polling']", "['polling', 'websocket']"])
+def test_server_close_disconnects_everyone(serve, start_js, transports):
     io = roomcast.Server()
-    reasons = []
-    io.on("connection", lambda s: s.on("disconnect", reasons.append))
+    reasons, ready = [], []
+
+    @io.on("connection")
+    def connection(socket):
+        socket.on("disconnect", reasons.append)
+        socket.on("ready", lambda: ready.append(socket.conn.transport))
+
     url = serve(io)
-    handle = start_js("""
-        const s = io(URL, {reconnection: false});
+    handle = start_js(f"""
+        const s = io(URL, {{reconnection: false, transports: {transports}}});
         await once(s, "connect");
-        const [reason] = await once(s, "disconnect");
+        if (s.io.engine.transport.name !== {transports}.at(-1)) await once(s.io.engine, "upgrade");
+        const gone = once(s, "disconnect");
+        s.emit("ready");
+        const [reason] = await gone;
         done(reason);
     """, url)
-    wait_for(lambda: len(io.sockets.sockets) == 1, timeout=10)
+    wait_for(lambda: ready, timeout=10)
     io.close()
     assert handle.result() == "transport close"
     assert reasons == ["server shutting down"]
