@@ -72,10 +72,9 @@ class RedisHub:
         self._queue.put(None)
         self._wake.set()
         if self._writer is not None:
-            self._writer.join(timeout=1.0)
-        for greenlet in (self._reader, self._writer):
-            if greenlet is not None:
-                greenlet.kill(block=False)
+            self._writer.join(timeout=1.0)   # what was queued before close() goes out
+        # stop the reader before closing the connection it may be reading
+        gevent.killall([g for g in (self._reader, self._writer) if g is not None], timeout=1.0)
         self._reader = self._writer = None
         self._close_pubsub()
         self.connected.clear()
@@ -162,7 +161,8 @@ class RedisHub:
                     message = ps.get_message(timeout=5.0)
                     if message is not None:
                         self._dispatch(message)
-            except (redis.RedisError, OSError) as exc:
+            except (redis.RedisError, OSError, ValueError) as exc:
+                # ValueError: redis-py reading a connection closed under it
                 self.connected.clear()
                 self._close_pubsub()
                 if self._closed:

@@ -1,0 +1,106 @@
+"""The Redis adapter inside this (gevent, not monkey-patched) process: the subscriber
+greenlet, the room-channel check, clean-up, and the specific response channels."""
+from __future__ import annotations
+
+import logging
+
+import gevent
+import pytest
+import redis
+
+import roomcast
+from roomcast import Emitter, _notepack
+from roomcast.adapters.redis import RedisAdapter, RedisAdapterFactory
+
+from test_redis_cluster import wait_until
+
+
+def numsub(redis_url, channel):
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return client.pubsub_numsub(channel)[0][1]
+    finally:
+        client.close()
+
+
+def test_in_process_server_cooperates_with_gevent(serve, run_js, redis_url, redis_key, in_thread):
+    factory = RedisAdapter.factory(redis_url, key=redis_key, requests_timeout=1.0)
+    assert isinstance(factory, RedisAdapterFactory)
+    io = roomcast.Server(adapter=factory)
+    io.on("connection", lambda socket: socket.on("echo", lambda msg, ack: ack(msg)))
+    url = serve(io)
+    request_channel = f"{redis_key}-request#/#"
+    wait_until(lambda: in_thread(numsub, redis_url, request_channel) == 1, "the subscription")
+
+    def emit_later():
+        wait_until(lambda: len(io.sockets.sockets) == 1, "the client", 15)
+        gevent.sleep(0.1)
+        Emitter(redis_url, key=redis_key).emit("news", "from redis")
+
+    gevent.spawn(emit_later)
+    # the server answers its own client while the subscriber greenlet waits on Redis
+    assert run_js("""
+        const s = io(URL, { transports: ["websocket"] });
+        const echoed = await s.emitWithAck("echo", "hi");
+        const [news] = await once(s, "news");
+        done([echoed, news]);
+    """, url) == ["hi", "from redis"]
+    assert io.sockets.adapter.server_count() == 1
+    io.close()
+    wait_until(lambda: in_thread(numsub, redis_url, request_channel) == 0, "the unsubscription")
+
+
+def test_messages_are_decoded_only_for_local_recipients(serve, run_js, start_js, redis_url, redis_key,
+                                                        caplog, in_thread):
+    io = roomcast.Server(adapter=RedisAdapter.factory(redis_url, key=redis_key))
+    io.on("connection", lambda socket: socket.join("r1"))
+    url = serve(io)
+    wait_until(lambda: in_thread(numsub, redis_url, f"{redis_key}-request#/#") == 1, "the subscription")
+    publisher = redis.Redis.from_url(redis_url)
+    garbage = b"\xc1 is not msgpack"
+    with caplog.at_level(logging.WARNING, logger="roomcast.redis"):
+        # nobody connected: not even the namespace channel is decoded
+        in_thread(publisher.publish, f"{redis_key}#/#", garbage)
+        client = start_js("""
+            const s = io(URL, { transports: ["websocket"] });
+            const [msg] = await once(s, "hello");
+            done(msg);
+        """, url)
+        wait_until(lambda: len(io.sockets.sockets) == 1, "the client")
+        in_thread(publisher.publish, f"{redis_key}#/#unknown-room#", garbage)
+        gevent.sleep(0.2)
+        assert "malformed" not in caplog.text
+        in_thread(publisher.publish, f"{redis_key}#/#r1#", garbage)
+        wait_until(lambda: "malformed broadcast" in caplog.text, "the warning")
+        good = _notepack.encode(["other", {"type": 2, "data": ["hello", "r1"], "nsp": "/"},
+                                 {"rooms": ["r1"], "except": [], "flags": {}}])
+        in_thread(publisher.publish, f"{redis_key}#/#r1#", good)
+        assert client.result() == "r1"
+    publisher.close()
+    io.close()
+
+
+@pytest.mark.parametrize("kinds", [("roomcast", "node"), ("node", "roomcast")])
+def test_publish_on_specific_response_channel(kinds, cluster, start_js, redis_url, redis_key, in_thread):
+    nodes = [cluster(kind, specificResponseChannel=True) for kind in kinds]
+    for node in nodes:
+        wait_until(lambda: node.call("serverCount") == 2, "both servers")
+    clients = start_js(f"""
+        for (const url of {[n.url for n in nodes]!r}) io(url, {{ transports: ["websocket"] }});
+    """, nodes[0].url)
+    for node in nodes:
+        node.wait_clients(1)
+    watcher = redis.Redis.from_url(redis_url).pubsub()
+    in_thread(watcher.psubscribe, f"{redis_key}-response#*")
+    in_thread(watcher.get_message, timeout=1.0)
+    for node in nodes:
+        assert len(node.call("fetchSockets")) == 2
+        with pytest.raises(RuntimeError, match="timed out"):   # the clients do not ack
+            node.call("emitWithAck", ev="ping", timeout=0.5)
+    channels = set()
+    while (message := in_thread(watcher.get_message, timeout=0.5)) is not None:
+        channels.add(message["channel"].decode())
+    watcher.close()
+    clients.kill()
+    # every answer (fetch responses, client counts) went to a requester-specific channel
+    assert channels and all(c.count("#") == 3 and not c.endswith("/#") for c in channels), channels
