@@ -52,15 +52,30 @@ class EventEmitter:
             return fn
         return register(handler) if handler is not None else register
 
+    def once(self, event: Any, handler: Callable | None = None):
+        """Add a listener that is removed after its first call; without a handler, a decorator."""
+        def register(fn: Callable) -> Callable:
+            def wrapper(*args: Any) -> Any:
+                self.off(event, wrapper)
+                return fn(*args)
+            wrapper.listener = fn   # type: ignore[attr-defined]
+            self._listeners.setdefault(event, []).append(wrapper)
+            return fn
+        return register(handler) if handler is not None else register
+
     def off(self, event: Any, handler: Callable | None = None) -> None:
         if handler is None:
             self._listeners.pop(event, None)
             return
         handlers = self._listeners.get(event)
-        if handlers and handler in handlers:
-            handlers.remove(handler)
-            if not handlers:
-                del self._listeners[event]
+        if not handlers:
+            return
+        for registered in handlers:
+            if registered is handler or getattr(registered, "listener", None) is handler:
+                handlers.remove(registered)
+                break
+        if not handlers:
+            del self._listeners[event]
 
     def listeners(self, event: Any) -> list[Callable]:
         return list(self._listeners.get(event, ()))

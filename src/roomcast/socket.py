@@ -385,6 +385,8 @@ class Socket(_Emitting, EventEmitter):
             self._on_close("client namespace disconnect")
 
     def _dispatch(self, args: list) -> None:
+        if self._state != CONNECTED:
+            return   # received before a disconnect, dispatched after it: Node ignores it too
         for fn in list(self._any):
             call_safely(fn, *args)
         if self._fns:

@@ -245,3 +245,25 @@ def test_unserialisable_emit_raises_type_error(serve, run_js):
 
     run_js('const s = io(URL); await once(s, "finish"); done(null);', serve(io))
     assert len(errors) == 1
+
+
+def test_once_and_off(serve, run_js):
+    io = roomcast.Server()
+    calls = []
+
+    @io.on("connection")
+    def connection(socket):
+        socket.once("tick", lambda n: calls.append(("once", n)))
+        removed = socket.on("tick", lambda n: calls.append(("removed", n)))
+        socket.off("tick", removed)
+        socket.on("tick", lambda n: calls.append(("on", n)))
+        socket.on("sync", lambda ack: ack())
+
+    run_js("""
+        const s = io(URL);
+        s.emit("tick", 1);
+        s.emit("tick", 2);
+        await s.emitWithAck("sync");
+        done(null);
+    """, serve(io))
+    assert calls == [("once", 1), ("on", 1), ("on", 2)]
