@@ -234,7 +234,7 @@ def session(name: str, n: int, cfg, lg_binary: Path, log) -> dict:
                 k_each = max(1, int(-(-per_s // cfg.max_triggers)))
                 trig_s = per_s / k_each
                 # enough time for a few triggers even when one broadcast reaches 10,000 clients
-                secs = min(3.0, max(cfg.paced_secs, 4 / trig_s))
+                secs = min(2.0, max(cfg.paced_secs, 3 / trig_s))
                 ph += 1
                 lat = lg.cmd(f"paced {ph} {kind} {trig_s:.3f} {secs:.2f} {k_each}", timeout=60 + secs)
                 check(lat, f"{scen} paced", out["errors"])
@@ -633,7 +633,14 @@ def main(argv=None) -> int:
     ap.add_argument("--server-core", type=int, default=0)
     ap.add_argument("--loadgen-core", type=int, default=1)
     ap.add_argument("--out", default=str(RESULTS), help="where results.md, .json and chart.png go")
+    ap.add_argument("--render", metavar="JSON", help="only redraw the tables and chart from a results file")
     a = ap.parse_args(argv)
+    if a.render:
+        doc = json.loads(Path(a.render).read_text())
+        doc.setdefault("finished", doc.get("started", "?"))
+        doc.setdefault("seconds", 0)
+        write_outputs(doc, Path(a.out), doc["config"]["quick"])
+        return 0
 
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
@@ -650,9 +657,9 @@ def main(argv=None) -> int:
     cfg = Cfg()
     cfg.quick = a.quick
     cfg.reps = a.reps or (1 if a.quick else 3)
-    cfg.phase_secs = a.phase_secs or (0.4 if a.quick else 0.8)
-    cfg.warmup = 5000  # deliveries in each warm-up phase
-    cfg.paced_secs = a.paced_secs or (0.5 if a.quick else 0.8)
+    cfg.phase_secs = a.phase_secs or (0.4 if a.quick else 0.6)
+    cfg.warmup = 4000  # deliveries in each warm-up phase
+    cfg.paced_secs = a.paced_secs or (0.5 if a.quick else 0.6)
     cfg.settle = 0.5
     cfg.inflight = 64
     cfg.max_triggers = 1000
@@ -682,8 +689,10 @@ def main(argv=None) -> int:
                 print(f"[{time.monotonic() - t0:6.1f}s] rep {rep + 1}/{cfg.reps}  {n:>6} clients  {s}",
                       file=sys.stderr, flush=True)
                 print(f"=== rep {rep} n {n} server {s}", file=log, flush=True)
+                t_s = time.monotonic()
                 try:
                     r = session(s, n, cfg, lg_binary, log)
+                    r["secs"] = time.monotonic() - t_s
                 except Exception as e:  # one failed session must not lose the rest of the run
                     print(f"    failed: {e}", file=sys.stderr)
                     continue
@@ -691,23 +700,27 @@ def main(argv=None) -> int:
                 for e in r["errors"]:
                     print(f"    check: {e}", file=sys.stderr)
                 doc["runs"].append(r)
+                (RAW / f"partial-{stamp}.json").write_text(json.dumps(doc, default=str))
     doc["finished"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc["seconds"] = time.monotonic() - t0
-    out = Path(a.out)
+    write_outputs(doc, Path(a.out), a.quick)
+    return 0
+
+
+def write_outputs(doc: dict, out: Path, quick: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # a quick run never overwrites the full run's files
-    base = "quick" if a.quick else "results"
-    chart_name = "quick.png" if a.quick else "chart.png"
-    command = "python benchmarks/run.py" + (" --quick" if a.quick else "")
+    base = "quick" if quick else "results"
+    chart_name = "quick.png" if quick else "chart.png"
+    command = "python benchmarks/run.py" + (" --quick" if quick else "")
     (out / f"{base}.json").write_text(json.dumps(doc, indent=1, default=str))
     md = summarize(doc)
     (out / f"{base}.md").write_text(md + f"\nRun took {doc['seconds']:.0f} s: `{command}`.\n")
     chart(doc, out / chart_name)
-    if not a.quick:
+    if not quick:
         (out / "README-section.md").write_text(readme_section(doc, chart_name, command))
     print(md)
     print(f"\nwrote {out / (base + '.md')}, {out / chart_name} in {doc['seconds']:.0f} s", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
