@@ -190,3 +190,30 @@ def test_blocking_emit_with_ack_fails_when_socket_disconnects(serve, run_js):
     """, serve(io))
     wait_for(lambda: outcome)
     assert outcome == ["client namespace disconnect"]
+
+
+def test_namespace_can_be_joined_again_on_the_same_connection(serve, run_js):
+    io = roomcast.Server()
+    io.of("/keep")   # a second namespace keeps the client's Manager (and connection) open
+    ids, conns = [], []
+
+    @io.on("connection")
+    def connection(socket):
+        ids.append(socket.id)
+        conns.append(socket.conn)
+        socket.on("kick", lambda: socket.disconnect())
+        socket.emit("hello", len(ids))
+
+    result = run_js("""
+        const keep = io(URL + "/keep");
+        const s = io(URL);
+        await once(keep, "connect");
+        const [first] = await once(s, "hello");
+        s.emit("kick");
+        await once(s, "disconnect");
+        s.connect();                      // same Manager, same Engine.IO connection
+        const [second] = await once(s, "hello");
+        done([first, second]);
+    """, serve(io))
+    assert result == [1, 2]
+    assert ids[0] != ids[1] and conns[0] is conns[1]
