@@ -277,6 +277,32 @@ def test_disconnect_reasons(serve, run_js):
     assert socketio.Server.reason.PING_TIMEOUT == "ping timeout"
 
 
+def test_disconnect_handler_still_sees_the_rooms(serve, run_js):
+    sio = socketio.Server()
+
+    @sio.event
+    def join(sid, room):
+        sio.enter_room(sid, room)
+        sio.save_session(sid, {"name": "user" + str(len(sio.rooms(sid)))})
+
+    @sio.event
+    def disconnect(sid, reason):
+        name = sio.get_session(sid)["name"]
+        for room in sio.rooms(sid):
+            if room != sid:
+                sio.emit("left", (room, name, reason), room=room, skip_sid=sid)
+
+    url = serve(sio)
+    assert run_js("""
+        const stay = io(URL), leave = io(URL, {forceNew: true});
+        await Promise.all([once(stay, "connect"), once(leave, "connect")]);
+        for (const s of [stay, leave]) await s.emitWithAck("join", "lobby");
+        const left = once(stay, "left");
+        leave.disconnect();
+        done(await left);
+    """, url) == ["lobby", "user2", "client disconnect"]
+
+
 def test_server_disconnect_seen_by_the_python_client(serve, run_psio):
     sio = socketio.Server()
     reasons = []

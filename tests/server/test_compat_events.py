@@ -250,3 +250,29 @@ def test_sync_handlers(serve, run_js):
         assert "async_handlers" in str(exc)
     else:
         raise AssertionError("call() without async handlers")
+
+
+def test_registration_forms(serve, run_js):
+    sio = socketio.Server()
+
+    def plain(sid, x):
+        return "plain " + x
+
+    sio.on("plain", plain)                                   # not as a decorator
+    sio.on("in chat", lambda sid, x: "chat " + x, namespace="/chat")
+
+    @sio.event(namespace="/chat")
+    def shout(sid, x):
+        return x.upper()
+
+    @sio.on("message")
+    def message(sid, data):                                  # what the client's send() emits
+        return "got " + data
+
+    url = serve(sio)
+    assert run_js("""
+        const main = io(URL), chat = io(URL + "/chat");
+        const sent = await new Promise((r) => main.send("it", (a) => r(a)));
+        done([await main.emitWithAck("plain", "p"), await chat.emitWithAck("in chat", "c"),
+              await chat.emitWithAck("shout", "s"), sent]);
+    """, url) == ["plain p", "chat c", "S", "got it"]

@@ -217,7 +217,10 @@ class NativeBridge:
         client = compat._clients.get(socket.nsp.name, {}).get(socket.id)
         if client is None:        # cannot happen unless the socket was dropped meanwhile
             client = compat._client_pending(socket)
-        socket.on("disconnect", lambda reason: compat._on_disconnect(client, reason))
+        # the app's disconnect handler runs while the socket is still in its rooms,
+        # as python-socketio's does (apps tell the rooms who left)
+        socket.on("disconnecting", lambda reason: compat._on_disconnect(client, reason))
+        socket.on("disconnect", lambda reason: compat._client_gone(client))
         socket.on_any(lambda event, *args: self._on_event(client, event, args))
         if compat.always_connect:
             client.state = "connected"

@@ -313,7 +313,6 @@ class Server:
                                     self._bridge.disconnect_reason(socket, native_reason))
             except Exception:
                 self.logger.exception("disconnect handler error")
-        self._client_gone(client)
 
     def _handle_event(self, client: _Client, event: str, args: list,
                       ack: Callable | None) -> None:
