@@ -134,6 +134,14 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        # The disconnect handlers below may yield while the socket is still in its rooms;
+        # meanwhile the fd may be closed and reused, so no broadcast may write to it directly.
+        table = self.server.engine.table
+        try:
+            if table.conn(self.conn.slot) is self.conn:
+                table.set_fd(self.conn.slot, -1)
+        except KeyError:
+            pass   # the engine already freed the slot
         self._connect_timer.stop()
         self._connect_timer.close()
         for socket in list(self.sockets.values()):
