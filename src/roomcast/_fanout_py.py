@@ -67,7 +67,8 @@ class ConnTable:
         return self._conns[self._index(slot)]
 
     def set_fd(self, slot: int, fd: int) -> None:
-        """fd >= 0: a plain WebSocket that fanout() may write to directly; -1: it may not."""
+        """fd >= 0: a plain WebSocket that fanout() may write to directly (the socket
+        must be non-blocking, as gevent's are); -1: it may not."""
         self._index(slot)
         if not isinstance(fd, int) or fd < -1 or fd > _FD_MAX:
             raise ValueError(f"fd must be an int from -1 to {_FD_MAX}, not {fd!r}")
