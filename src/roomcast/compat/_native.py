@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from roomcast.eio_packet import CLOSE
 from roomcast.engine.cors import CorsOptions
 from roomcast.errors import ConnectError
+from roomcast.operators import BroadcastOperator
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Server
@@ -184,10 +185,10 @@ class NativeBridge:
         nsp = self._find(namespace)
         if nsp is None:
             return
-        op = nsp.to(rooms) if rooms else nsp
-        if skip:
-            op = op.except_(skip)  # every sid is also a room of its own
-        op.emit(event, *args)
+        # every sid is also a room of its own, so skip_sid is an except-room;
+        # the operator is built directly from sets (cheaper than chaining to/except_)
+        BroadcastOperator(nsp.adapter, frozenset(rooms) if rooms else frozenset(),
+                          frozenset(skip)).emit(event, *args)
 
     # -- connections ---------------------------------------------------------
 
