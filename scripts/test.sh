@@ -98,7 +98,7 @@ fi
 
 step "pytest $*"
 set +e
-"$VPY" -m pytest "$@"
+"$VPY" -m pytest --durations=10 "$@"  # the slowest tests, to keep the budget in view
 rc=$?
 set -e
 if [ "$rc" = 0 ]; then
