@@ -152,6 +152,39 @@ def test_a_connect_handler_can_use_its_sid_before_the_connection_is_accepted(ser
     assert result["args"] == ["ann", sorted([result["sid"], "early"])]
 
 
+def test_broadcasts_from_a_connect_handler_include_the_new_client(serve, run_js):
+    sio = socketio.Server()
+    count = []
+
+    @sio.event
+    def connect(sid, environ, auth):
+        count.append(sid)
+        sio.enter_room(sid, "lobby")
+        sio.emit("count", len(count))                              # everyone, new one too
+        sio.emit("lobby", auth["name"], room="lobby")              # the room it just entered
+        sio.emit("others", auth["name"], skip_sid=sid)             # everyone else
+
+    url = serve(sio)
+    result = run_js("""
+        const inbox = {first: [], second: []};
+        const open = async (name) => {
+            const s = io(URL, {auth: {name}, forceNew: true});
+            s.onAny((...e) => inbox[name].push(e));
+            await once(s, "connect");
+            return s;
+        };
+        await open("first");
+        await open("second");
+        await sleep(100);
+        done(inbox);
+    """, url)
+    assert result == {
+        "first": [["count", 1], ["lobby", "first"], ["count", 2], ["lobby", "second"],
+                  ["others", "second"]],
+        "second": [["count", 2], ["lobby", "second"]],
+    }
+
+
 def test_always_connect(serve, run_js):
     sio = socketio.Server(always_connect=True)
     disconnects = []

@@ -224,13 +224,13 @@ class NativeBridge:
         socket.on("disconnect", lambda reason: compat._client_gone(client))
         socket.on_any(lambda event, *args: self._on_event(client, event, args))
         if compat.always_connect:
-            client.state = "connected"
+            compat._client_connected(client)
             refusal = compat._run_connect(socket, socket.handshake.get("auth"))
             if refusal is not None:
                 client.refused = True
                 socket.disconnect()
             return
-        client.state = "connected"
+        compat._client_connected(client)
 
     def _watch_close_packet(self, conn: Any) -> None:
         def on_packet(ptype: int, data: Any) -> None:

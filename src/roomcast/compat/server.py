@@ -179,6 +179,9 @@ class Server:
         # namespace name -> sid -> _Client (pending ones included, as python-socketio
         # lets a connect handler use its sid before the connection is accepted)
         self._clients: dict[str, dict[str, _Client]] = {}
+        # the pending subset: not in the native room index yet, so broadcasts
+        # reach them here (python-socketio counts them in their rooms already)
+        self._pending: dict[str, dict[str, _Client]] = {}
         self._bridge = NativeBridge(self, kwargs)
 
     # -- registration --------------------------------------------------------
@@ -294,15 +297,34 @@ class Server:
     def _client_pending(self, socket: Any) -> _Client:
         client = _Client(socket)
         self._clients.setdefault(socket.nsp.name, {})[socket.id] = client
+        self._pending.setdefault(socket.nsp.name, {})[socket.id] = client
         return client
 
+    def _client_connected(self, client: _Client) -> None:
+        client.state = "connected"
+        self._forget(self._pending, client)
+
     def _client_gone(self, client: _Client) -> None:
+        self._forget(self._clients, client)
+        self._forget(self._pending, client)
+
+    @staticmethod
+    def _forget(table: dict, client: _Client) -> None:
         socket = client.socket
-        clients = self._clients.get(socket.nsp.name)
+        clients = table.get(socket.nsp.name)
         if clients is not None and clients.get(socket.id) is client:
             del clients[socket.id]
             if not clients:
-                del self._clients[socket.nsp.name]
+                del table[socket.nsp.name]
+
+    def _pending_sockets(self, namespace: str, rooms: list | None, skip: list) -> list:
+        """Pending sockets (in a connect handler) that a broadcast to rooms selects."""
+        pending = self._pending.get(namespace)
+        if not pending:
+            return []
+        wanted = None if rooms is None else set(rooms)
+        return [c.socket for sid, c in pending.items() if sid not in skip and (
+            wanted is None or sid in wanted or not wanted.isdisjoint(c.socket.rooms))]
 
     def _on_disconnect(self, client: _Client, native_reason: str) -> None:
         if client.state == "connected" and not client.refused:
@@ -357,8 +379,13 @@ class Server:
             for socket in self._bridge.sockets_in(namespace, rooms):
                 if socket.id not in skip:
                     socket.emit(event, *args, callback=callback)
+            for socket in self._pending_sockets(namespace, rooms, skip):
+                socket.emit(event, *args, callback=callback)
             return
         self._bridge.broadcast(namespace, rooms, skip, event, args)
+        if namespace in self._pending:
+            for socket in self._pending_sockets(namespace, rooms, skip):
+                socket.emit(event, *args)
 
     def send(self, data: Any, to: Any = None, room: Any = None, skip_sid: Any = None,
              namespace: str | None = None, callback: Callable | None = None,
