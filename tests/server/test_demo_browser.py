@@ -89,3 +89,25 @@ def test_two_browser_pages_chat_in_a_room(demo_url, run_js, tmp_path):
     screenshot = Path(settings["screenshot"])
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"screenshot: {screenshot}")
+
+
+def test_demo_answers_bad_requests_with_errors(demo_url, run_js):
+    replies = run_js("""
+        const chat = io(URL, {auth: {name: "carol"}});
+        const news = io(URL + "/news");
+        await once(chat, "connect");
+        done({
+          badRoom: await chat.emitWithAck("join", {not: "a room"}),
+          notJoined: await chat.emitWithAck("message", {room: "lobby", text: "hi"}),
+          joined: await chat.emitWithAck("join", "lobby"),
+          empty: await chat.emitWithAck("message", {room: "lobby", text: "   "}),
+          leaveOther: await chat.emitWithAck("leave", "elsewhere"),
+          badNews: await news.emitWithAck("post", 42),
+        });
+    """, demo_url)
+    assert "error" in replies["badRoom"]
+    assert replies["notJoined"] == {"error": "join the room first"}
+    assert replies["joined"] == {"room": "lobby", "members": 1, "rooms": ["lobby"]}
+    assert "error" in replies["empty"]
+    assert replies["leaveOther"] == {"error": "not in that room"}
+    assert "error" in replies["badNews"]
