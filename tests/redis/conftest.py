@@ -49,7 +49,8 @@ class ClusterNode:
             argv = ["node", str(HERE / "node_node.js"), json.dumps(config)]
         else:
             argv = [sys.executable, str(HERE / "roomcast_node.py"), json.dumps(config)]
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+            # the child imports roomcast as this process does (the installed package in
+            # .venv, compiled core included): putting src/ first would shadow it
             env["ROOMCAST_NO_EXTENSIONS"] = "1" if impl == "py" else "0"
         self.proc = gsubprocess.Popen(argv, stdin=gsubprocess.PIPE, stdout=gsubprocess.PIPE,
                                       stderr=gsubprocess.PIPE, env=env)
