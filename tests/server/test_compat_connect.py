@@ -39,13 +39,15 @@ def test_connect_refusals_reach_the_js_client(serve, run_js):
             raise socketio.exceptions.ConnectionRefusedError("a", "b", 3)
         if how == "builtin":
             raise builtins.ConnectionRefusedError("ignored")
+        if how == "bug":
+            raise KeyError("internal detail")   # logged; the client learns nothing of it
         return None   # anything but False accepts
 
     url = serve(sio)
     result = run_js("""
         const out = {};
         for (const how of ["false", "no args", "message", "message and data", "more args",
-                           "builtin", "ok"]) {
+                           "builtin", "bug", "ok"]) {
             const socket = io(URL, {auth: {how}, forceNew: true, reconnection: false});
             out[how] = await new Promise((resolve) => {
                 socket.on("connect", () => resolve("connected"));
@@ -62,9 +64,10 @@ def test_connect_refusals_reach_the_js_client(serve, run_js):
         "message and data": ["nope", {"code": 7}],
         "more args": ["a", ["b", 3]],
         "builtin": ["Connection refused by server", None],
+        "bug": ["Connection rejected by server", None],
         "ok": "connected",
     }
-    assert len(seen) == 7
+    assert len(seen) == 8
 
 
 def test_refusal_reaches_the_python_client(serve, run_psio):
@@ -255,6 +258,29 @@ def test_handlers_registered_after_serving_open_their_namespace(serve, run_js):
         const socket = io(URL + "/late");
         done(await socket.emitWithAck("ping"));
     """, url) == "pong"
+
+
+def test_handlers_added_to_a_live_wildcard_namespace(serve, run_js):
+    sio = socketio.Server(namespaces="*")
+    connects = []
+    url = serve(sio)
+    assert run_js("""
+        const s = io(URL + "/dyn"); await once(s, "connect"); done("ok");
+    """, url) == "ok"
+
+    @sio.on("connect", namespace="/dyn")
+    def dyn_connect(sid, environ, auth):
+        connects.append(sid)
+
+    @sio.on("hello", namespace="/dyn")
+    def dyn_hello(sid):
+        return "hello"
+
+    assert run_js("""
+        const s = io(URL + "/dyn");
+        done(await s.emitWithAck("hello"));
+    """, url) == "hello"
+    assert len(connects) == 1      # the handler ran once, not once per hook
 
 
 def test_disconnect_reasons(serve, run_js):

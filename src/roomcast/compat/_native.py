@@ -157,6 +157,10 @@ class NativeBridge:
         """A handler or namespaces=[...] names this namespace: make it exist natively."""
         if name == "*" or name in self._hooked:
             return
+        existing = self._find(name)
+        if existing is not None and self._parent is not None and \
+                getattr(existing, "_parent", None) is self._parent:
+            return   # a child of the '*' parent: it copied the parent's hooks
         self._hook(self.io.of(name))
 
     def _hook(self, nsp: Any) -> None:
@@ -200,11 +204,7 @@ class NativeBridge:
             return
         client = compat._client_pending(socket)
         if not compat.always_connect:
-            try:
-                refusal = compat._run_connect(socket, socket.handshake.get("auth"))
-            except BaseException:
-                compat._client_gone(client)
-                raise
+            refusal = compat._run_connect(socket, socket.handshake.get("auth"))
             if refusal is not None:
                 compat._client_gone(client)
                 next(ConnectError(refusal["message"], refusal.get("data")))

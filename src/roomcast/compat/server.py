@@ -291,7 +291,9 @@ class Server:
             error_args = getattr(exc, "error_args", None)
             if type(exc).__name__ == "ConnectionRefusedError" and isinstance(error_args, dict):
                 return error_args
-            raise
+            # a bug in the handler: logged here; the client is refused without details
+            self.logger.exception("connect handler error")
+            return refusal
         return refusal if success is False else None
 
     def _client_pending(self, socket: Any) -> _Client:
