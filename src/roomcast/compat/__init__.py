@@ -3,6 +3,21 @@
 The server side of python-socketio 5.x (sync API, gevent) on top of roomcast's
 native Socket.IO server. Client classes, async servers and message-queue
 managers are not provided; asking for one says so.
+
+Where it knowingly differs from python-socketio:
+
+- a namespace nobody handles is refused with Node's ``{"message": "Invalid
+  namespace"}`` (``"Unable to connect"`` only for ``/`` when it is not served);
+- a refused Origin gets HTTP 403 at the handshake (later requests need the
+  session id anyway);
+- ``ping_interval=(interval, grace)`` adds the grace to the ping timeout the
+  client is told; callables in a ``cookie`` dict are evaluated once;
+- ``json=`` shapes what is sent (values JSON does not know go through its
+  ``dumps``) and is not process-wide; incoming packets use the standard json;
+- a connect handler that raises anything but ConnectionRefusedError refuses the
+  connection (and the error is logged) instead of leaving the client waiting;
+- emitting a reserved event name (``connect``, ``disconnect``...) raises
+  ValueError.
 """
 from __future__ import annotations
 
