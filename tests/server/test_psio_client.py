@@ -349,16 +349,21 @@ def test_room_broadcast_reaches_members_only(serve, start_psio):
         sio = socketio.Client()
         inbox = Inbox()
         sio.on("news", lambda *a: inbox.put(*a))
+        sio.on("end", lambda: inbox.put("end"))
         sio.connect(URL)
-        time.sleep(1.0)
+        inbox.wait(1, timeout=10)
         done(inbox.items)
     """
     runs = [start_psio(member, url), start_psio(member, url), start_psio(outsider, url)]
     assert joined.wait(timeout=10)
+    with gevent.Timeout(10):
+        while len(io.sockets.sockets) < 3:
+            gevent.sleep(0.01)
     io.to("lobby").emit("news", "from the server", None)
+    io.emit("end")
     assert runs[0].result() == [["from the server", None]]
     assert runs[1].result() == [["from the server", None]]
-    assert runs[2].result() == []
+    assert runs[2].result() == ["end"]
 
 
 def test_room_broadcast_excludes_the_sender(serve, start_psio):
@@ -371,6 +376,7 @@ def test_room_broadcast_excludes_the_sender(serve, start_psio):
         @socket.on("shout")
         def shout(text):
             socket.to("lobby").emit("news", text)
+            socket.emit("end")      # after the news, had the sender been sent it
 
     url = serve(io)
     listener = start_psio("""
@@ -388,13 +394,14 @@ def test_room_broadcast_excludes_the_sender(serve, start_psio):
         sio = socketio.Client()
         inbox = Inbox()
         sio.on("news", lambda *a: inbox.put(*a))
+        sio.on("end", lambda: inbox.put("end"))
         sio.connect(URL)
         sio.emit("shout", "hey")
-        time.sleep(0.5)
+        inbox.wait(1)
         done(inbox.items)
     """, url)
     assert listener.result() == ["hey"]
-    assert shouter.result() == []
+    assert shouter.result() == ["end"]
 
 
 @TRANSPORTS
