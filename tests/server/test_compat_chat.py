@@ -156,22 +156,23 @@ def test_chat_with_the_python_socketio_client(serve, start_psio, tmp_path):
     client = textwrap.dedent("""
         sio = socketio.Client()
         inbox = Inbox()
+        gone = threading.Event()
         sio.on("my_response", lambda m: inbox.put(m))
+        sio.on("disconnect", lambda *reason: gone.set())
         sio.connect(URL, auth={"name": NAME}, transports=TRANSPORTS)
         inbox.wait(1)
         rooms = sio.call("join", {"room": "r1"}, timeout=5)
         inbox.wait(2)
         if NAME == "carol":
-            while len(inbox.items) < 3:          # dave's room message
-                time.sleep(0.01)
+            inbox.wait(3)                        # dave's room message
             sio.emit("my_broadcast_event", {"data": "hi all from " + NAME})
             inbox.wait(4)
+            time.sleep(0.2)                      # nothing more should come
         else:                                    # carol is in r1 already
             sio.emit("my_room_event", {"room": "r1", "data": "hello carol"})
             inbox.wait(3)
-            time.sleep(0.2)
             sio.emit("disconnect_request")
-        time.sleep(0.3)
+            gone.wait(5)
         done({"rooms": rooms, "inbox": inbox.items, "connected": sio.connected})
     """)
     carol = start_psio('NAME = "carol"; TRANSPORTS = ["polling", "websocket"]\n' + client, url)
