@@ -265,6 +265,24 @@ def received(clients) -> dict:
        volatile=st.lists(st.booleans(), min_size=3, max_size=3),
        as_list=st.booleans())
 def test_fanout_twins_agree(kinds, picks, sizes, volatile, as_list):
+    compare_fanouts(kinds, picks, sizes, volatile, as_list)
+
+
+def test_fanout_twins_agree_on_partial_and_refused_writes():
+    """The cases the random test relies on, made certain: a partial write, a full
+    socket (EAGAIN), a closed peer, then the busy slots on the next packet."""
+    kinds = ["ws_small", "ws_full", "ws_closed", "ws", "polling"]
+    calls, packets = compare_fanouts(kinds, [0, 1, 2, 3, 4], [100_000, 10], [False, True], False)
+    big = packets[0].ws
+    # the second packet is volatile: every slot that queued the first is busy and drops it
+    assert [c[:2] for c in calls] == [("0:ws_small", "push_raw"), ("1:ws_full", "push_raw"),
+                                      ("2:ws_closed", "push_raw"), ("4:polling", "push")]
+    assert 0 < len(calls[0][2]) < len(big)       # partial
+    assert calls[1][2] == big and calls[2][2] == big   # EAGAIN, EPIPE: nothing written
+
+
+def compare_fanouts(kinds, picks, sizes, volatile, as_list):
+    """Run the same fan-outs through both twins; assert they agree; (calls, packets)."""
     packets = [_encoder_py.encode_packet(2, "/", ["e", "x" * size]) for size in sizes]
     outcomes = []
     opened: list = []
@@ -293,3 +311,4 @@ def test_fanout_twins_agree(kinds, picks, sizes, volatile, as_list):
             assert data + raw[0] in streams[1:]
         else:
             assert data == streams[-1]
+    return calls, packets
