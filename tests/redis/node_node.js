@@ -95,6 +95,20 @@ async function main() {
     },
     serverCount: (cmd) => io.of(cmd.nsp || "/").adapter.serverCount(),
     localCount: (cmd) => io.of(cmd.nsp || "/").sockets.size,
+    // benchmarks: `count` events [seq, send time in ms], at `rate`/s or flat out
+    burst: async (cmd) => {
+      const start = Date.now(), op = target(cmd), ev = cmd.ev || "b";
+      for (let seq = 0; seq < cmd.count; seq++) {
+        if (cmd.rate) {
+          const delay = start + (seq * 1000) / cmd.rate - Date.now();
+          if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+        } else if (seq % 256 === 0) {
+          await new Promise((r) => setImmediate(r));
+        }
+        op.emit(ev, seq, performance.timeOrigin + performance.now());
+      }
+      return (Date.now() - start) / 1000;
+    },
     allRooms: async (cmd) => [...(await io.of(cmd.nsp || "/").adapter.allRooms())].sort(),
   };
 

@@ -15,6 +15,7 @@ import base64
 import json
 import logging
 import sys
+import time
 
 import gevent
 import gevent.event
@@ -124,6 +125,18 @@ class Node:
             return len(nsp.sockets)
         if op == "allRooms":
             return sorted(nsp.adapter.fetch_all_rooms())
+        if op == "burst":   # benchmarks: `count` events [seq, send time in ms], at `rate`/s or flat out
+            count, rate, target, ev = cmd["count"], cmd.get("rate") or 0, self.target(cmd), cmd.get("ev", "b")
+            start = time.time()
+            for seq in range(count):
+                if rate:
+                    delay = start + seq / rate - time.time()
+                    if delay > 0:
+                        gevent.sleep(delay)
+                elif seq % 256 == 0:
+                    gevent.sleep(0)   # let the publisher greenlet send what is queued
+                target.emit(ev, seq, time.time() * 1000)
+            return time.time() - start
         raise ValueError(f"unknown op {op}")
 
     def handle(self, cmd: dict) -> None:
