@@ -163,3 +163,31 @@ def test_node_emitter_reaches_roomcast_clients(cluster, start_js, redis_url, red
     assert got["b"] == [["all", 1, {"two": [2]}], ["except", "2024-01-02T03:04:05.678Z"], ["joined", True]]
     assert got["c"] == [["custom", "c"]]
     assert node.wait_event()[0]["args"] == ["from node emitter"]
+
+
+def test_emitter_in_a_process_without_gevent(cluster, start_js, redis_url, redis_key):
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    import gevent.subprocess
+
+    node = cluster("roomcast")
+    client = start_js("""
+        const s = io(URL, { transports: ["websocket"] });
+        const [msg] = await once(s, "plain");
+        done(msg);
+    """, node.url)
+    node.wait_clients(1)
+    code = (
+        "import sys\n"
+        "from roomcast import Emitter\n"
+        f"Emitter({redis_url!r}, key={redis_key!r}).emit('plain', 'no gevent here')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'gevent'))\n"
+    )
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])))
+    out = gevent.subprocess.check_output([sys.executable, "-c", code], env=env)
+    assert json.loads(out.decode().replace("'", '"')) == []
+    assert client.result() == "no gevent here"
