@@ -142,3 +142,25 @@ def test_exception_names():
     assert exc.ConnectionRefusedError("a", "b", "c").error_args == {"message": "a",
                                                                     "data": ("b", "c")}
     assert socketio.Server.reason.CLIENT_DISCONNECT == real_socketio.Server.reason.CLIENT_DISCONNECT
+
+
+def test_engineio_logger_receives_the_engine_records():
+    engine_log = logging.getLogger("roomcast.engine")
+    saved_level, saved_handlers = engine_log.level, list(engine_log.handlers)
+    app_log = logging.getLogger("test_compat.app_engine_log")
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    app_log.addHandler(Keep())
+    app_log.setLevel(logging.INFO)
+    try:
+        socketio.Server(engineio_logger=app_log)
+        socketio.Server(engineio_logger=app_log)    # a second server adds no second copy
+        engine_log.error("session %s: %s", "abc", "transport error")
+        assert records == ["session abc: transport error"]
+    finally:
+        engine_log.handlers[:] = saved_handlers
+        engine_log.setLevel(saved_level)

@@ -125,10 +125,34 @@ def native_options(options: dict, async_handlers: bool) -> dict:
         out["cors"] = CorsOptions(origin=True, credentials=options.get("cors_credentials", True),
                                   methods="OPTIONS, GET, POST")
         out["allow_request"] = origin_checker(allowed)
-    eio_logger = options.get("engineio_logger")
-    if eio_logger:
-        logging.getLogger("roomcast.engine").setLevel(logging.INFO)
+    _engine_logging(options.get("engineio_logger"))
     return out
+
+
+class _ForwardTo(logging.Handler):
+    """Hands roomcast.engine's records to the app's own engineio_logger."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__()
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.target.isEnabledFor(record.levelno):
+            self.target.handle(record)
+
+
+def _engine_logging(setting: Any) -> None:
+    # python-engineio's engineio_logger: True logs INFO to stderr, a Logger gets the records
+    if not setting:
+        return
+    engine_log = logging.getLogger("roomcast.engine")
+    engine_log.setLevel(logging.INFO)
+    if isinstance(setting, logging.Logger):
+        if not any(isinstance(h, _ForwardTo) and h.target is setting
+                   for h in engine_log.handlers):
+            engine_log.addHandler(_ForwardTo(setting))
+    elif not engine_log.handlers:
+        engine_log.addHandler(logging.StreamHandler())
 
 
 class NativeBridge:
