@@ -211,3 +211,34 @@ def test_custom_socketio_path(serve, run_js, wrapper):
         const socket = io(URL, {path: "/chat/io/"});
         done(await socket.emitWithAck("hello", "path"));
     """, url) == "hello path"
+
+
+def test_flask_app_as_python_socketio_documents_it(serve, run_js):
+    from flask import Flask, session
+
+    app = Flask(__name__)
+    app.secret_key = "test"
+    sio = socketio.Server(async_mode="gevent")
+    app.wsgi_app = socketio.WSGIApp(sio, app.wsgi_app)
+
+    @app.route("/")
+    def index():
+        session["visits"] = session.get("visits", 0) + 1
+        return "flask page"
+
+    @sio.event
+    def connect(sid, environ):
+        sio.save_session(sid, {"cookie": "session=" in environ.get("HTTP_COOKIE", "")})
+
+    @sio.event
+    def hello(sid):
+        return "hello from socketio", sio.get_session(sid)["cookie"]
+
+    url = serve(app)
+    assert run_js("""
+        const page = await fetch(URL + "/");
+        const cookie = page.headers.get("set-cookie").split(";")[0];
+        const socket = io(URL, {extraHeaders: {cookie}});
+        const answer = await new Promise((r) => socket.emit("hello", (...a) => r(a)));
+        done([await page.text(), answer]);
+    """, url) == ["flask page", ["hello from socketio", True]]
