@@ -164,3 +164,18 @@ def test_engineio_logger_receives_the_engine_records():
     finally:
         engine_log.handlers[:] = saved_handlers
         engine_log.setLevel(saved_level)
+
+
+@pytest.mark.parametrize("kwargs, encoded", [({}, "gzip"), ({"http_compression": False}, None),
+                                             ({"compression_threshold": 100_000}, None)])
+def test_polling_compression_options(serve, in_thread, kwargs, encoded):
+    sio = socketio.Server(**kwargs)
+    url = serve(sio)
+    sid = open_packet(handshake(in_thread, url))["sid"]
+    session = f"{url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+    assert in_thread(requests.post, session, data="40", timeout=5).text == "ok"
+    assert in_thread(requests.get, session, timeout=5).text.startswith("40")
+    sio.emit("big", "x" * 5000)
+    response = in_thread(requests.get, session, headers={"Accept-Encoding": "gzip"}, timeout=5)
+    assert response.text == '42["big","' + "x" * 5000 + '"]'
+    assert response.headers.get("Content-Encoding") == encoded
