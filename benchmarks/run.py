@@ -80,16 +80,14 @@ def proc_cpu(pid: int) -> float:
 
 
 def proc_wait(pid: int) -> float:
-    """Seconds the process's threads spent runnable but waiting for a CPU (schedstat field 2):
-    on a shared machine this is the time other work took from the server's core."""
-    total = 0
+    """Seconds the server's main thread spent runnable but waiting for its CPU (schedstat
+    field 2): on a shared machine, the time other work took from the server's core. Only the
+    main thread: Node's helper threads share the pinned core and wait for the main one."""
     try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[1])
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
     except (OSError, IndexError, ValueError):
         return 0.0
-    return total / 1e9
 
 
 def proc_rss(pid: int) -> int:
@@ -427,8 +425,14 @@ def closing_note(doc: dict) -> list[str]:
     su = [v["server_util"] for r in runs for v in r["scen"].values()]
     sw = [v.get("server_cpu_wait", 0) for r in runs for v in r["scen"].values()]
     if lg:
+        busy = sorted({f"{SERVERS[r['server']][0]} {SCENARIOS[k][1]} at {r['n']:,} clients"
+                       for r in runs for k, v in r["scen"].items()
+                       if max(v["loadgen_util"], v["paced_loadgen_util"]) > 0.7})
         verdict = ("stayed below saturation" if max(lg + lgp) < 0.9 else
-                   "came close to saturation in some phases (see results.json)")
+                   "came close to saturation in some phases")
+        if busy:
+            verdict += (" (above 70% of its core only in " + "; ".join(busy) + ": the server's cheapest "
+                        "deliveries, where receiving a message costs the kernel about what sending it does)")
         out.append(f"The load generator {verdict}: during the saturation phases it used a median "
                    f"{statistics.median(lg) * 100:.0f}% (max {max(lg) * 100:.0f}%) of its core, in the paced "
                    f"latency phases at most {max(lgp) * 100:.0f}%. The server ran a median "
