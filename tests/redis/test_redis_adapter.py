@@ -10,6 +10,7 @@ import redis
 
 import roomcast
 from roomcast import Emitter, _notepack
+from roomcast.adapters._redis_client import GeventConnection
 from roomcast.adapters.redis import RedisAdapter, RedisAdapterFactory
 
 from test_redis_cluster import wait_until
@@ -24,8 +25,10 @@ def numsub(redis_url, channel):
 
 
 def test_in_process_server_cooperates_with_gevent(serve, run_js, redis_url, redis_key, in_thread):
-    factory = RedisAdapter.factory(redis_url, key=redis_key, requests_timeout=1.0)
+    # a plain redis-py client: its connections are moved onto gevent sockets
+    factory = RedisAdapter.factory(redis.Redis.from_url(redis_url), key=redis_key, requests_timeout=1.0)
     assert isinstance(factory, RedisAdapterFactory)
+    assert factory.hub.pub.connection_pool.connection_class is GeventConnection
     io = roomcast.Server(adapter=factory)
     io.on("connection", lambda socket: socket.on("echo", lambda msg, ack: ack(msg)))
     url = serve(io)

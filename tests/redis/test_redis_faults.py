@@ -123,3 +123,36 @@ def test_a_server_that_leaves_does_not_fail_requests(cluster, start_js):
     for node in (n0, n1):
         node.call("emit", ev="end")
     clients.kill()
+
+
+def test_a_silent_redis_is_detected_and_left(serve, start_js, own_redis, redis_key, caplog):
+    """Redis stops answering without closing the connection (SIGSTOP, like a network
+    partition): the subscriber notices by its PING, reconnects once Redis is back."""
+    import logging
+
+    import roomcast
+    from roomcast import Emitter
+    from roomcast.adapters.redis import RedisAdapter
+
+    factory = RedisAdapter.factory(own_redis.url, key=redis_key)
+    factory.hub.ping_after, factory.hub.pong_within = 0.3, 0.3
+    io = roomcast.Server(adapter=factory)
+    url = serve(io)
+    client = start_js("""
+        const s = io(URL, { transports: ["websocket"] });
+        const [msg] = await once(s, "back");
+        done(msg);
+    """, url)
+    wait_until(lambda: len(io.sockets.sockets) == 1 and factory.hub.connected.is_set(), "the client")
+    with caplog.at_level(logging.WARNING, logger="roomcast.redis"):
+        own_redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: "no answer to PING" in caplog.text, "the silence to be noticed", 5)
+            assert not factory.hub.connected.is_set()
+        finally:
+            own_redis.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: factory.hub.connected.is_set(), "the reconnection", 8)
+        gevent.sleep(0.2)
+        Emitter(own_redis.url, key=redis_key).emit("back", "again")
+        assert client.result() == "again"
+    io.close()

@@ -14,6 +14,7 @@ Nothing raises into the callers.
 from __future__ import annotations
 
 import logging
+from time import monotonic
 from typing import Any, Callable
 
 import gevent
@@ -25,7 +26,12 @@ log = logging.getLogger("roomcast.redis")
 
 Handler = Callable[[str, bytes], None]
 
-_BATCH = 512  # messages per pipeline
+_BATCH = 512              # messages per pipeline
+_MAX_PENDING = 100_000    # queued messages beyond this are dropped (Redis is away)
+_PING_AFTER = 10.0        # seconds of silence before the subscriber checks the connection
+_PONG_WITHIN = 5.0        # seconds the answer to that PING may take
+_CONFIRMATIONS = ("subscribe", "psubscribe", "ssubscribe")
+_LOG_EVERY = 1.0          # at most one publish-failure line per second
 
 
 def _str(value: Any) -> str:
@@ -35,10 +41,13 @@ def _str(value: Any) -> str:
 class RedisHub:
     """Shared publisher + subscriber of one server (one per adapter factory)."""
 
-    def __init__(self, pub: redis.Redis, sub: redis.Redis, *, max_backoff: float = 2.0) -> None:
+    def __init__(self, pub: redis.Redis, sub: redis.Redis, *, max_backoff: float = 2.0,
+                 ping_after: float = _PING_AFTER, pong_within: float = _PONG_WITHIN) -> None:
         self.pub = pub
         self.sub = sub
         self.max_backoff = max_backoff
+        self.ping_after = ping_after
+        self.pong_within = pong_within
         self._channels: dict[str, Handler] = {}
         self._patterns: dict[str, Handler] = {}
         self._shard_channels: dict[str, Handler] = {}
@@ -50,6 +59,8 @@ class RedisHub:
         self.connected = Event()    # set while the subscriber connection is up
         self._users = 0
         self._closed = False
+        self._lost = 0            # messages not published since the last report
+        self._last_report = 0.0
 
     # -- lifetime ----------------------------------------------------------------
 
@@ -128,7 +139,8 @@ class RedisHub:
                 pass
 
     def _connect(self):
-        ps = self.sub.pubsub(ignore_subscribe_messages=True)
+        # subscribe confirmations are kept: the first one says the connection is up
+        ps = self.sub.pubsub(ignore_subscribe_messages=False)
         if self._channels:
             ps.subscribe(*self._channels)
         if self._patterns:
@@ -147,20 +159,30 @@ class RedisHub:
                 continue
             try:
                 self._pubsub = ps = self._connect()
-                if failed:
-                    log.warning("redis: subscriber reconnected, subscriptions restored")
-                failed = False
-                backoff = 0.05
-                self.connected.set()
+                last_seen, ping_sent = monotonic(), None
                 while not self._closed:
                     if not ps.subscribed:
                         # redis-py would wait on a threading.Event: do not let it
                         self._wake.clear()
                         self._wake.wait(1.0)
                         continue
-                    message = ps.get_message(timeout=5.0)
+                    message = ps.get_message(timeout=min(1.0, self.ping_after))
+                    now = monotonic()
                     if message is not None:
+                        last_seen, ping_sent = now, None
+                        if not self.connected.is_set() and message["type"] in _CONFIRMATIONS:
+                            if failed:
+                                log.warning("redis: subscriber reconnected, subscriptions restored")
+                            failed = False
+                            backoff = 0.05
+                            self.connected.set()
                         self._dispatch(message)
+                    elif ping_sent is not None and now - ping_sent > self.pong_within:
+                        # a Redis that vanished without closing the connection
+                        raise redis.ConnectionError("no answer to PING")
+                    elif ping_sent is None and now - last_seen > self.ping_after:
+                        ps.ping()
+                        ping_sent = now
             except (redis.RedisError, OSError, ValueError) as exc:
                 # ValueError: redis-py reading a connection closed under it
                 self.connected.clear()
@@ -194,11 +216,27 @@ class RedisHub:
 
     def publish(self, channel: str, data: bytes) -> None:
         """Queue a PUBLISH; returns at once."""
-        self._queue.put(("PUBLISH", channel, data))
+        self._enqueue(("PUBLISH", channel, data))
 
     def spublish(self, channel: str, data: bytes) -> None:
         """Queue an SPUBLISH (sharded pub/sub); returns at once."""
-        self._queue.put(("SPUBLISH", channel, data))
+        self._enqueue(("SPUBLISH", channel, data))
+
+    def _enqueue(self, command: tuple) -> None:
+        if self._queue.qsize() >= _MAX_PENDING:
+            self._report_lost(1, command[1], "the publish queue is full")
+            return
+        self._queue.put(command)
+
+    def _report_lost(self, count: int, channel: str, why: Any) -> None:
+        # a failing Redis is reported, but not once per message
+        self._lost += count
+        now = monotonic()
+        if now - self._last_report >= _LOG_EVERY:
+            log.error("redis: %d message(s) could not be published (last to %s): %s",
+                      self._lost, channel, why)
+            self._lost = 0
+            self._last_report = now
 
     def _write_loop(self) -> None:
         queue = self._queue
@@ -225,9 +263,7 @@ class RedisHub:
                 pipe.execute_command(*command)
             pipe.execute()
         except (redis.RedisError, OSError) as exc:
-            channels = sorted({command[1] for command in batch})
-            log.error("redis: %d message(s) to %s could not be published: %s",
-                      len(batch), ", ".join(channels[:5]), exc)
+            self._report_lost(len(batch), batch[-1][1], exc)
 
     # -- counting ----------------------------------------------------------------------
 

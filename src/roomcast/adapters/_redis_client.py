@@ -92,10 +92,28 @@ def connection_class_for(url: str) -> type | None:
 
 
 def make_client(url_or_client: Any, **kwargs: Any) -> redis.Redis:
-    """A ``redis.Redis`` for a URL (cooperative under gevent), or the given client as is."""
+    """A ``redis.Redis`` for a URL (cooperative under gevent), or the given client.
+
+    A given client whose connections would block the gevent hub (plain TCP or Unix
+    connections in a process that is not monkey patched) is copied onto the
+    gevent-friendly connection classes, with the same connection settings.
+    """
     if isinstance(url_or_client, str):
         cls = connection_class_for(url_or_client)
         if cls is not None:
             kwargs.setdefault("connection_class", cls)
+        # bounded waits, so that a Redis that vanished is noticed and reported
+        kwargs.setdefault("socket_connect_timeout", 5.0)
+        kwargs.setdefault("socket_timeout", 10.0)
+        kwargs.setdefault("socket_keepalive", True)
         return redis.Redis.from_url(url_or_client, **kwargs)
-    return url_or_client
+    client = url_or_client
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or not needs_cooperative_sockets():
+        return client
+    swap = {Connection: GeventConnection, UnixDomainSocketConnection: GeventUnixConnection}
+    cls = swap.get(pool.connection_class)
+    if cls is None:
+        return client
+    new_pool = type(pool)(connection_class=cls, **pool.connection_kwargs)
+    return redis.Redis(connection_pool=new_pool)
