@@ -208,7 +208,7 @@ class NativeBridge:
         sids = nsp.adapter.sockets(set(rooms))
         return [nsp.sockets[sid] for sid in sids if sid in nsp.sockets]
 
-    def broadcast(self, namespace: str, rooms: list | None, skip: list,
+    def broadcast(self, namespace: str, rooms: list | None, skip: frozenset,
                   event: str, args: list) -> None:
         nsp = self._find(namespace)
         if nsp is None:
@@ -216,7 +216,7 @@ class NativeBridge:
         # every sid is also a room of its own, so skip_sid is an except-room;
         # the operator is built directly from sets (cheaper than chaining to/except_)
         BroadcastOperator(nsp.adapter, frozenset(rooms) if rooms else frozenset(),
-                          frozenset(skip)).emit(event, *args)
+                          skip).emit(event, *args)
 
     # -- connections ---------------------------------------------------------
 

@@ -319,7 +319,7 @@ class Server:
             if not clients:
                 del table[socket.nsp.name]
 
-    def _pending_sockets(self, namespace: str, rooms: list | None, skip: list) -> list:
+    def _pending_sockets(self, namespace: str, rooms: list | None, skip: frozenset) -> list:
         """Pending sockets (in a connect handler) that a broadcast to rooms selects."""
         pending = self._pending.get(namespace)
         if not pending:
@@ -368,8 +368,9 @@ class Server:
         room = to or room
         self.logger.info('emitting event "%s" to %s [%s]', event, room or "all", namespace)
         args = self._prepare(_as_args(data))
-        skip = [] if skip_sid is None else (
-            list(skip_sid) if isinstance(skip_sid, (list, tuple, set)) else [skip_sid])
+        skip = frozenset() if skip_sid is None else (
+            frozenset(skip_sid) if isinstance(skip_sid, (list, tuple, set, frozenset))
+            else frozenset((skip_sid,)))
         clients = self._clients.get(namespace, {})
         if room is not None and not _is_room_list(room) and room in clients:
             # one sid: straight to its socket (pending ones too, like python-socketio)
