@@ -17,7 +17,9 @@ Where it knowingly differs from python-socketio:
 - a connect handler that raises anything but ConnectionRefusedError refuses the
   connection (and the error is logged) instead of leaving the client waiting;
 - emitting a reserved event name (``connect``, ``disconnect``...) raises
-  ValueError.
+  ValueError;
+- ``shutdown()`` also disconnects the clients (reason ``server disconnect``),
+  where python-engineio only stops its background task.
 """
 from __future__ import annotations
 

@@ -503,7 +503,8 @@ class Server:
         gevent.sleep(seconds)
 
     def shutdown(self) -> None:
-        """Disconnect every client and stop the server's background work."""
+        """Disconnect every client and stop the server's background work
+        (python-engineio's shutdown only stops its own background task)."""
         self.logger.info("Socket.IO is shutting down")
         self._bridge.close()
 
