@@ -242,3 +242,29 @@ def test_flask_app_as_python_socketio_documents_it(serve, run_js):
         const answer = await new Promise((r) => socket.emit("hello", (...a) => r(a)));
         done([await page.text(), answer]);
     """, url) == ["flask page", ["hello from socketio", True]]
+
+
+def test_served_with_pywsgi_and_gevent_websocket_as_documented(run_js, tmp_path):
+    # python-socketio's gevent deployment section: pywsgi + gevent-websocket's own handler
+    from gevent import pywsgi
+    from geventwebsocket.handler import WebSocketHandler
+
+    sio, app = make_chat_app(tmp_path, [])
+    server = pywsgi.WSGIServer(("127.0.0.1", 0), app, handler_class=WebSocketHandler, log=None)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        assert run_js("""
+            const out = [];
+            for (const transports of [["websocket"], ["polling", "websocket"]]) {
+                const s = io(URL, {transports, forceNew: true, auth: {name: "doc"}});
+                const [first] = await once(s, "my_response");
+                s.emit("my_event", {data: transports.join("+")});
+                const [second] = await once(s, "my_response");
+                out.push([first.data, second.data]);
+            }
+            done(out);
+        """, url) == [["Connected", "websocket"], ["Connected", "polling+websocket"]]
+    finally:
+        sio.shutdown()
+        server.stop(timeout=1)
