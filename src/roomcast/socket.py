@@ -98,8 +98,10 @@ def run_middlewares(fns: list[Callable], arg: Any, done: Callable[[Any], None]) 
 
         try:
             fns[i](arg, next_)
-        except Exception as exc:   # raising is the same as next(exc)
-            next_(exc)
+        except Exception as exc:
+            if called:
+                raise   # from what ran after next(): not this middleware's refusal
+            next_(exc)   # raising is the same as next(exc)
 
     step(0)
 
