@@ -237,3 +237,27 @@ def test_namespace_middleware_may_join_rooms(serve, run_js):
     """, serve(io))
     assert result == "admin"
     assert "staff" in rooms[0] and len(rooms[0]) == 2
+
+
+def test_middleware_may_block_or_call_next_later(serve, run_js):
+    import gevent
+
+    io = roomcast.Server()
+
+    def slow_lookup(socket, next):
+        gevent.sleep(0.1)                    # e.g. a database query; other clients go on
+        socket.data["user"] = socket.handshake["auth"]["user"]
+        next()
+
+    def deferred(socket, next):
+        gevent.spawn_later(0.05, next)       # next() from another greenlet
+
+    io.use(slow_lookup)
+    io.use(deferred)
+    io.on("connection", lambda socket: socket.emit("user", socket.data["user"]))
+    result = run_js("""
+        const names = ["ann", "bob", "cid"];
+        const socks = names.map((user) => io(URL, {forceNew: true, auth: {user}}));
+        done(await Promise.all(socks.map((s) => once(s, "user").then(([u]) => u))));
+    """, serve(io))
+    assert result == ["ann", "bob", "cid"]
