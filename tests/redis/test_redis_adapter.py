@@ -13,7 +13,7 @@ from roomcast import Emitter, _notepack
 from roomcast.adapters._redis_client import GeventConnection
 from roomcast.adapters.redis import RedisAdapter, RedisAdapterFactory
 
-from test_redis_cluster import wait_until
+from redis_nodes import wait_until
 
 
 def numsub(redis_url, channel):

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import time
 
-import gevent
 import pytest
+
+from redis_nodes import ClusterNode, delete_keys, new_key, wait_until
 
 CLUSTERS = {
     "roomcast+roomcast": (("roomcast", "roomcast"), {}),
@@ -57,22 +58,32 @@ def srt(items):
     return sorted(items, key=repr)
 
 
-def wait_until(predicate, what: str, timeout: float = 5.0):
-    with gevent.Timeout(timeout, AssertionError(f"timed out waiting for {what}")):
-        while True:
-            value = predicate()
-            if value:
-                return value
-            gevent.sleep(0.03)
-
-
-@pytest.fixture(params=list(CLUSTERS))
-def two_nodes(request, cluster):
+@pytest.fixture(scope="module", params=list(CLUSTERS))
+def _cluster_of_two(request, impl, redis_url):
+    """The two nodes of one cluster kind, shared by the tests of this module (starting
+    processes is most of a test's time); each test gets them without clients."""
     kinds, config = CLUSTERS[request.param]
-    nodes = [cluster(kind, **config) for kind in kinds]
-    for node in nodes:
-        wait_until(lambda: node.call("serverCount") >= 2, f"{node.kind} to count 2 servers")
-    return nodes
+    key = new_key()
+    nodes = []
+    try:
+        for kind in kinds:
+            nodes.append(ClusterNode(kind, {"redis": redis_url, "key": key, **config}, impl))
+        for node in nodes:
+            wait_until(lambda: node.call("serverCount") >= 2, f"{node.kind} to count 2 servers")
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+        delete_keys(redis_url, key)
+
+
+@pytest.fixture
+def two_nodes(_cluster_of_two):
+    for node in _cluster_of_two:
+        for nsp in ("/", "/custom"):   # the previous test's clients are gone
+            wait_until(lambda: node.call("localCount", nsp=nsp) == 0, "an empty server")
+        node.events.clear()
+    return _cluster_of_two
 
 
 def connect(nodes, start_js, nsp=""):

@@ -11,7 +11,8 @@ import time
 import gevent
 import pytest
 
-from test_redis_cluster import CLIENTS, srt, wait_until
+from redis_nodes import wait_until
+from test_redis_cluster import CLIENTS, srt
 
 
 def _free_port() -> int:

@@ -1,0 +1,150 @@
+"""Cluster nodes for the Redis tests: roomcast and Node Socket.IO servers in their own
+processes, driven over a JSON-lines control protocol on stdin/stdout (the same for both
+kinds; see node_node.js and roomcast_node.py)."""
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import gevent
+import gevent.event
+import gevent.subprocess as gsubprocess
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent.parent / "src"
+
+
+def _revive(obj: dict) -> Any:
+    if set(obj) == {"$bytes"}:
+        return base64.b64decode(obj["$bytes"])
+    return obj
+
+
+def _bytes_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return {"$bytes": base64.b64encode(bytes(value)).decode()}
+    raise TypeError(type(value).__name__)
+
+
+class ClusterNode:
+    """One server process; ``call(op, **kw)`` sends a command and waits for its result."""
+
+    def __init__(self, kind: str, config: dict, impl: str) -> None:
+        self.kind = kind
+        self.config = config
+        self.events: list[dict] = []
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, gevent.event.AsyncResult] = {}
+        self._ready = gevent.event.AsyncResult()
+        env = dict(os.environ)
+        if kind == "node":
+            argv = ["node", str(HERE / "node_node.js"), json.dumps(config)]
+        else:
+            argv = [sys.executable, str(HERE / "roomcast_node.py"), json.dumps(config)]
+            # the child imports roomcast as this process does (the installed package in
+            # .venv, compiled core included): putting src/ first would shadow it
+            env["ROOMCAST_NO_EXTENSIONS"] = "1" if impl == "py" else "0"
+        self.proc = gsubprocess.Popen(argv, stdin=gsubprocess.PIPE, stdout=gsubprocess.PIPE,
+                                      stderr=gsubprocess.PIPE, env=env)
+        self._stderr: list[bytes] = []
+        self._readers = [gevent.spawn(self._read_stdout), gevent.spawn(self._read_stderr)]
+        try:
+            self.port = self._ready.get(timeout=15)
+        except gevent.Timeout:
+            self.stop()
+            raise AssertionError(f"{kind} node did not start:\n{self.stderr}") from None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def stderr(self) -> str:
+        return b"".join(self._stderr).decode(errors="replace")
+
+    def _read_stdout(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                msg = json.loads(line, object_hook=_revive)
+            except ValueError:
+                self._stderr.append(b"stdout: " + line)
+                continue
+            if "ready" in msg:
+                self._ready.set(msg["ready"])
+            elif "event" in msg:
+                self.events.append(msg)
+            elif msg.get("id") in self._waiting:
+                self._waiting.pop(msg["id"]).set(msg)
+        if not self._ready.ready():
+            self._ready.set_exception(gevent.Timeout())
+        for waiter in self._waiting.values():
+            waiter.set_exception(AssertionError(f"{self.kind} node exited:\n{self.stderr}"))
+
+    def _read_stderr(self) -> None:
+        for line in self.proc.stderr:
+            self._stderr.append(line)
+
+    def call(self, op: str, _wait: float = 10.0, **kwargs: Any) -> Any:
+        cmd_id = next(self._ids)
+        waiter = gevent.event.AsyncResult()
+        self._waiting[cmd_id] = waiter
+        line = json.dumps({"id": cmd_id, "op": op, **kwargs}, default=_bytes_default) + "\n"
+        self.proc.stdin.write(line.encode())
+        self.proc.stdin.flush()
+        try:
+            msg = waiter.get(timeout=_wait)
+        except gevent.Timeout:
+            raise AssertionError(f"{self.kind} node: no answer to {op} in {_wait}s\n{self.stderr}") from None
+        if "error" in msg:
+            raise RuntimeError(msg["error"])
+        return msg["result"]
+
+    def wait_clients(self, count: int, nsp: str = "/", timeout: float = 10.0) -> None:
+        with gevent.Timeout(timeout, AssertionError(f"{self.kind} node: fewer than {count} clients")):
+            while self.call("localCount", nsp=nsp) < count:
+                gevent.sleep(0.02)
+
+    def wait_event(self, count: int = 1, timeout: float = 5.0) -> list[dict]:
+        with gevent.Timeout(timeout, AssertionError(f"{self.kind} node: {len(self.events)} events")):
+            while len(self.events) < count:
+                gevent.sleep(0.02)
+        return self.events
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=3)
+            except gsubprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        gevent.killall(self._readers, timeout=1)
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
+    """Poll ``predicate`` cooperatively until it returns something true."""
+    with gevent.Timeout(timeout, AssertionError(f"timed out waiting for {what}")):
+        while True:
+            value = predicate()
+            if value:
+                return value
+            gevent.sleep(0.03)
+
+
+def new_key() -> str:
+    return f"rc-test-{uuid.uuid4().hex[:10]}"
+
+
+def delete_keys(redis_url: str, key: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    for name in client.scan_iter(match=f"{key}*"):
+        client.delete(name)
+    client.close()
