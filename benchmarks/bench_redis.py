@@ -144,7 +144,12 @@ def start_server(stack: str, redis_url: str, key: str) -> tuple[Proc, int]:
     config = {"port": 0, "redis": redis_url, "key": key, "requestsTimeout": 5.0}
     env = dict(os.environ)
     if stack == "roomcast":
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+        try:   # the roomcast this interpreter has (installed, compiled core included), else src/
+            import roomcast
+            path = str(Path(roomcast.__file__).resolve().parent.parent)
+        except ImportError:
+            path = str(ROOT / "src")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [path, env.get("PYTHONPATH")]))
         argv = [sys.executable, str(NODE_DIR / "roomcast_node.py"), json.dumps(config)]
     elif stack == "node":
         config["requestsTimeout"] = 5000

@@ -16,8 +16,11 @@ import gevent
 import gevent.event
 import gevent.subprocess as gsubprocess
 
+import roomcast
+
 HERE = Path(__file__).resolve().parent
-SRC = HERE.parent.parent / "src"
+# the node processes import the very roomcast this test session imports (installed or src/)
+ROOMCAST_PATH = str(Path(roomcast.__file__).resolve().parent.parent)
 
 
 def _revive(obj: dict) -> Any:

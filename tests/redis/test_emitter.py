@@ -186,7 +186,9 @@ def test_emitter_in_a_process_without_gevent(cluster, start_js, redis_url, redis
         f"Emitter({redis_url!r}, key={redis_key!r}).emit('plain', 'no gevent here')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'gevent'))\n"
     )
-    src = Path(__file__).resolve().parents[2] / "src"
+    import roomcast
+
+    src = Path(roomcast.__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])))
     out = gevent.subprocess.check_output([sys.executable, "-c", code], env=env)
     assert json.loads(out.decode().replace("'", '"')) == []
