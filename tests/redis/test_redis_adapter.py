@@ -107,3 +107,34 @@ def test_publish_on_specific_response_channel(kinds, cluster, start_js, redis_ur
     clients.kill()
     # every answer (fetch responses, client counts) went to a requester-specific channel
     assert channels and all(c.count("#") == 3 and not c.endswith("/#") for c in channels), channels
+
+
+def test_published_bytes_are_nodes(redis_url, redis_key, in_thread):
+    """What a roomcast server publishes, byte for byte what Node's adapter publishes
+    (the 68-byte example of node-socketio.md §4 and the JSON requests)."""
+    io = roomcast.Server(adapter=RedisAdapter.factory(redis_url, key=redis_key))
+    adapter = io.sockets.adapter
+    adapter.uid = "ABCDEF"
+    watcher = redis.Redis.from_url(redis_url).pubsub()
+    in_thread(watcher.psubscribe, f"{redis_key}*")
+    in_thread(watcher.get_message, timeout=1.0)
+    io.to("room1").emit("hello", "world")
+    io.volatile.except_("x").emit("v")
+    io.to("a").sockets_join(["b"])
+    io.in_("a").disconnect_sockets(close=True)
+    io.server_side_emit("hi", 1)
+    got = [in_thread(watcher.get_message, timeout=2.0) for _ in range(5)]
+    watcher.close()
+    io.close()
+    assert [(m["channel"].decode(), m["data"]) for m in got] == [
+        (f"{redis_key}#/#room1#", bytes.fromhex(
+            "93a641424344454683a47479706502a46461746192a568656c6c6fa5776f726c64a36e7370a12f83"
+            "a5726f6f6d7391a5726f6f6d31a665786365707490a5666c61677380")),
+        (f"{redis_key}#/#", _notepack.encode(["ABCDEF", {"type": 2, "data": ["v"], "nsp": "/"},
+                                             {"rooms": [], "except": ["x"], "flags": {"volatile": True}}])),
+        (f"{redis_key}-request#/#",
+         b'{"uid":"ABCDEF","type":2,"opts":{"rooms":["a"],"except":[]},"rooms":["b"]}'),
+        (f"{redis_key}-request#/#",
+         b'{"uid":"ABCDEF","type":4,"opts":{"rooms":["a"],"except":[]},"close":true}'),
+        (f"{redis_key}-request#/#", b'{"uid":"ABCDEF","type":6,"data":["hi",1]}'),
+    ]

@@ -69,6 +69,7 @@ class RedisHub:
         self._users += 1
         if self._reader is None:
             self._closed = False
+            self._queue = Queue()   # a fresh one: the last close() left its stop marker
             self._reader = gevent.spawn(self._read_loop)
             self._writer = gevent.spawn(self._write_loop)
 
@@ -82,10 +83,12 @@ class RedisHub:
         self._closed = True
         self._queue.put(None)
         self._wake.set()
-        if self._writer is not None:
+        if self._writer is not None and self._writer is not gevent.getcurrent():
             self._writer.join(timeout=1.0)   # what was queued before close() goes out
         # stop the reader before closing the connection it may be reading
-        gevent.killall([g for g in (self._reader, self._writer) if g is not None], timeout=1.0)
+        current = gevent.getcurrent()
+        gevent.killall([g for g in (self._reader, self._writer) if g is not None and g is not current],
+                       timeout=1.0)
         self._reader = self._writer = None
         self._close_pubsub()
         self.connected.clear()
