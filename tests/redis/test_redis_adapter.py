@@ -138,3 +138,59 @@ def test_published_bytes_are_nodes(redis_url, redis_key, in_thread):
          b'{"uid":"ABCDEF","type":4,"opts":{"rooms":["a"],"except":[]},"close":true}'),
         (f"{redis_key}-request#/#", b'{"uid":"ABCDEF","type":6,"data":["hi",1]}'),
     ]
+
+
+def test_answers_every_request_type(serve, start_js, redis_url, redis_key, in_thread):
+    """Requests as Node servers (v8 and older) send them, answered on the response channel."""
+    import json
+
+    io = roomcast.Server(adapter=RedisAdapter.factory(redis_url, key=redis_key))
+    io.on("connection", lambda socket: socket.join("r1"))
+    io.on("server_side", lambda *args: args[-1](["pong", *args[:-1]]))
+    url = serve(io)
+    client = start_js("""
+        const s = io(URL, { transports: ["websocket"] });
+        s.on("hello", (x, ack) => ack("acked " + x));
+        await once(s, "bye");
+        done(s.id);
+    """, url)
+    wait_until(lambda: len(io.sockets.sockets) == 1 and io.sockets.adapter.hub.connected.is_set(), "the client")
+    sid = next(iter(io.sockets.sockets))
+    publisher = redis.Redis.from_url(redis_url)
+    watcher = publisher.pubsub()
+    in_thread(watcher.psubscribe, f"{redis_key}-response#*")
+    in_thread(watcher.get_message, timeout=1.0)
+
+    def ask(request, count=1):
+        data = request if isinstance(request, bytes) else json.dumps(request).encode()
+        in_thread(publisher.publish, f"{redis_key}-request#/#", data)
+        answers = []
+        for _ in range(count):
+            message = in_thread(watcher.get_message, timeout=2.0)
+            assert message is not None, request
+            raw = message["data"]
+            answers.append(json.loads(raw) if raw[:1] == b"{" else _notepack.decode(raw))
+        return answers
+
+    assert ask({"type": 0, "requestId": "q0", "rooms": ["r1"]}) == [{"requestId": "q0", "sockets": [sid]}]
+    [rooms] = ask({"uid": "n", "type": 1, "requestId": "q1"})
+    assert rooms["requestId"] == "q1" and sorted(rooms["rooms"]) == sorted([sid, "r1"])
+    assert ask({"type": 2, "requestId": "q2", "sid": sid, "room": "legacy"}) == [{"requestId": "q2"}]
+    assert "legacy" in io.sockets.adapter.socket_rooms(sid)
+    assert ask({"type": 3, "requestId": "q3", "sid": sid, "room": "legacy"}) == [{"requestId": "q3"}]
+    assert "legacy" not in io.sockets.adapter.socket_rooms(sid)
+    [fetched] = ask({"uid": "n", "type": 5, "requestId": "q5", "opts": {"rooms": ["r1"], "except": []}})
+    assert [s["id"] for s in fetched["sockets"]] == [sid]
+    assert fetched["sockets"][0]["handshake"]["query"]["EIO"] == "4"
+    assert ask({"uid": "n", "type": 6, "requestId": "q6", "data": ["server_side", 1]}) == [
+        {"type": 6, "requestId": "q6", "data": ["pong", 1]}]
+    count, acked = ask(_notepack.encode({"uid": "n", "requestId": "q7", "type": 7,
+                                         "packet": {"type": 2, "data": ["hello", "x"], "nsp": "/"},
+                                         "opts": {"rooms": [], "except": [], "flags": {"timeout": 1000}}}), 2)
+    assert count == {"type": 8, "requestId": "q7", "clientCount": 1}
+    assert acked == {"type": 9, "requestId": "q7", "packet": "acked x"}
+    io.emit("bye")
+    assert client.result() == sid
+    watcher.close()
+    publisher.close()
+    io.close()
