@@ -267,3 +267,20 @@ def test_once_and_off(serve, run_js):
         done(null);
     """, serve(io))
     assert calls == [("once", 1), ("on", 1), ("on", 2)]
+
+
+def test_many_events_keep_their_order(serve, run_js, transport):
+    io = roomcast.Server()
+    got = []
+
+    @io.on("connection")
+    def connection(socket):
+        socket.on("n", got.append)
+        socket.on("sync", lambda ack: ack(len(got)))
+
+    count = run_js(f"""
+        const s = io(URL, {transport});
+        for (let i = 0; i < 500; i++) s.emit("n", i);
+        done(await s.emitWithAck("sync"));
+    """, serve(io))
+    assert count == 500 and got == list(range(500))
