@@ -12,6 +12,7 @@ import pytest
 import websocket
 
 import roomcast
+from roomcast.errors import ConnectError
 
 
 class RawSio:
@@ -158,7 +159,7 @@ def test_duplicate_connect_closes(sio_server, in_thread):
 
 def test_connect_error_from_middleware_on_the_wire(serve, in_thread):
     io = roomcast.Server()
-    io.use(lambda socket, next: next(roomcast.errors.ConnectError("no", {"retry": 3})))
+    io.use(lambda socket, next: next(ConnectError("no", {"retry": 3})))
     io.of("/plain").use(lambda socket, next: next(ValueError("nope")))
     url = serve(io)
     client = RawSio(in_thread, url)

@@ -6,6 +6,7 @@ import re
 import pytest
 
 import roomcast
+from roomcast.errors import ConnectError
 
 TRANSPORTS = {
     "websocket": "{transports: ['websocket']}",
@@ -190,7 +191,7 @@ def test_middleware_order_and_rejection_with_data(serve, run_js):
     def second(socket, next):
         calls.append("second")
         if socket.handshake["auth"].get("token") != "good":
-            raise roomcast.errors.ConnectError("Not authorized", {"content": "retry"})
+            raise ConnectError("Not authorized", {"content": "retry"})
         next()
 
     io.use(first)

@@ -5,6 +5,7 @@ import gevent
 import pytest
 
 import roomcast
+from roomcast.errors import DisconnectedError
 from tests.rawclient import RawWebSocket
 
 
@@ -178,7 +179,7 @@ def test_blocking_emit_with_ack_fails_when_socket_disconnects(serve, run_js):
     def connection(socket):
         try:
             socket.emit_with_ack("never-acked")
-        except roomcast.errors.DisconnectedError as exc:
+        except DisconnectedError as exc:
             outcome.append(str(exc))
 
     run_js("""
