@@ -262,3 +262,32 @@ def test_middleware_may_block_or_call_next_later(serve, run_js):
         done(await Promise.all(socks.map((s) => once(s, "user").then(([u]) => u))));
     """, serve(io))
     assert result == ["ann", "bob", "cid"]
+
+
+def test_run_serves_the_server_and_other_app(run_js):
+    import socket as stdsocket
+
+    import gevent
+
+    io = roomcast.Server()
+    io.on("connection", lambda socket: socket.emit("hi"))
+
+    def other_app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"plain page"]
+
+    with stdsocket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    runner = gevent.spawn(io.run, "127.0.0.1", port, app=other_app, log=None)
+    try:
+        result = run_js("""
+            const s = io(URL);
+            await once(s, "hi");
+            const page = await (await fetch(URL + "/elsewhere")).text();
+            done(page);
+        """, f"http://127.0.0.1:{port}")
+        assert result == "plain page"
+    finally:
+        runner.kill()
+        io.close()
