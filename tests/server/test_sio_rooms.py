@@ -221,3 +221,22 @@ def test_volatile_local_and_compress_flags_deliver(serve, run_js):
     logs = run_clients(run_js, serve(room_server(scenario)), {"a": ["red"]})
     assert logs["a"] == [["volatile", 1], ["local", 2], ["uncompressed", 3],
                          ["socket-volatile", 4], ["socket-uncompressed", 5]]
+
+
+def test_outgoing_listeners_fire_per_recipient_of_a_broadcast(serve, run_js):
+    seen = []
+
+    def scenario(io, s):
+        for name in ("a", "b"):
+            s[name].on_any_outgoing(lambda ev, *args, name=name: seen.append((name, ev, args)))
+        io.to("red").emit("news", 1)           # a and b are in red, c is not
+        io.emit("all", 2)
+        io.except_("red").emit("others", 3)
+        for name in ("a", "b"):
+            s[name].off_any_outgoing()
+
+    logs = run_clients(run_js, serve(room_server(scenario)),
+                       {"a": ["red"], "b": ["red"], "c": []})
+    assert sorted(seen) == [("a", "all", (2,)), ("a", "news", (1,)),
+                            ("b", "all", (2,)), ("b", "news", (1,))]
+    assert logs["c"] == [["all", 2], ["others", 3]]
