@@ -157,3 +157,37 @@ def test_a_silent_redis_is_detected_and_left(serve, start_js, own_redis, redis_k
         Emitter(own_redis.url, key=redis_key).emit("back", "again")
         assert client.result() == "again"
     io.close()
+
+
+def test_server_starts_and_serves_without_redis(serve, run_js, start_js, own_redis, redis_key, caplog):
+    """No Redis at start: the server serves its clients, logs, and joins once Redis is up."""
+    import logging
+
+    import roomcast
+    from roomcast import Emitter
+    from roomcast.adapters import RedisAdapter
+
+    own_redis.stop()
+    with caplog.at_level(logging.WARNING, logger="roomcast.redis"):
+        factory = RedisAdapter.factory(own_redis.url, key=redis_key)
+        io = roomcast.Server(adapter=factory)
+        io.on("connection", lambda socket: socket.on("echo", lambda x, ack: ack(x)))
+        url = serve(io)
+        assert run_js("""
+            const s = io(URL, { transports: ["websocket"] });
+            done(await s.emitWithAck("echo", "served"));
+        """, url) == "served"
+        assert io.sockets.fetch_sockets() == [] and io.sockets.adapter.server_count() == 1
+        io.emit("nobody")   # no client left, and nowhere to publish: logged
+        wait_until(lambda: "could not be published" in caplog.text, "the publish error")
+        assert "subscriber connection lost" in caplog.text
+        client = start_js("""
+            const s = io(URL, { transports: ["websocket"] });
+            const [msg] = await once(s, "late");
+            done(msg);
+        """, url)
+        own_redis.start()
+        wait_until(lambda: factory.hub.connected.is_set() and len(io.sockets.sockets) == 1, "Redis", 8)
+        Emitter(own_redis.url, key=redis_key).emit("late", "arrived")
+        assert client.result() == "arrived"
+    io.close()
