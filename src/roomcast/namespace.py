@@ -65,13 +65,13 @@ class Namespace(EventEmitter):
         socket = Socket(self, client, auth)
 
         def done(err: Any) -> None:
-            if client._closed:
-                socket._on_close("transport close")   # gone during the middlewares
-                on_done(None)
-                return
-            if err is not None:
-                socket._refuse(connect_error_payload(err) if isinstance(err, BaseException)
-                               else {"message": str(err)})
+            if client._closed or err is not None:
+                if client._closed:
+                    socket._on_close("transport close")   # gone during the middlewares
+                else:
+                    socket._refuse(connect_error_payload(err) if isinstance(err, BaseException)
+                                   else {"message": str(err)})
+                self._remove(socket)   # may drop an empty child namespace, as Node does
                 on_done(None)
                 return
             self._do_connect(socket, on_done)

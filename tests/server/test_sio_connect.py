@@ -291,3 +291,16 @@ def test_run_serves_the_server_and_other_app(run_js):
     finally:
         runner.kill()
         io.close()
+
+
+def test_cleanup_child_namespace_after_a_refused_socket(serve, run_js):
+    io = roomcast.Server(cleanup_empty_child_namespaces=True)
+    parent = io.of(re.compile(r"^/gated-\d+$"))
+    parent.use(lambda socket, next: next(ConnectError("closed")))
+    result = run_js("""
+        const s = io(URL + "/gated-7");
+        const [err] = await once(s, "connect_error");
+        done(err.message);
+    """, serve(io))
+    assert result == "closed"
+    assert "/gated-7" not in io._nsps and not parent.children
