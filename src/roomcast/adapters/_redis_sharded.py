@@ -24,7 +24,7 @@ from roomcast import _notepack
 from roomcast.adapter import BroadcastOptions, InMemoryAdapter, _socket_rooms
 from roomcast.adapters import _protocol as proto
 from roomcast.adapters._hub import RedisHub
-from roomcast.adapters.redis import dumps_sockets_response, flags_to_wire, opts_from_wire, socket_details
+from roomcast.adapters.redis import flags_to_wire, opts_from_wire, sockets_payload
 from roomcast.operators import RemoteSocket
 
 if TYPE_CHECKING:
@@ -309,15 +309,10 @@ class ShardedRedisAdapter(InMemoryAdapter):
                                                bool(body.get("close")))
         elif kind == FETCH_SOCKETS:
             sockets = InMemoryAdapter.fetch_sockets(self, opts_from_wire(body.get("opts")))
-            details = [socket_details(s) for s in sockets]
-            data = {"requestId": body.get("requestId"), "sockets": details}
-            try:
-                self._publish_response(sender, FETCH_SOCKETS_RESPONSE, data)
-            except (TypeError, ValueError):
-                # socket.data JSON cannot hold: reuse the classic adapter's fallback
-                import json
-                fallback = json.loads(dumps_sockets_response(body.get("requestId"), sockets))
-                self._publish_response(sender, FETCH_SOCKETS_RESPONSE, fallback)
+            self._publish_response(sender, FETCH_SOCKETS_RESPONSE, {
+                "requestId": body.get("requestId"),
+                # binary data is fine here: such answers go as msgpack
+                "sockets": sockets_payload(sockets, _notepack.encode)})
         elif kind == SERVER_SIDE_EMIT:
             packet = body.get("packet")
             if not isinstance(packet, list) or not packet:

@@ -105,19 +105,18 @@ def socket_details(socket: Any) -> dict:
     return {"id": socket.id, "handshake": handshake, "rooms": list(socket.rooms), "data": socket.data}
 
 
-def dumps_sockets_response(request_id: str, sockets: list) -> bytes:
+def sockets_payload(sockets: list, encoder: Callable[[Any], bytes] = proto.dumps_json) -> list[dict]:
+    """The fetch_sockets answer for local sockets; a socket.data that ``encoder`` cannot
+    hold is sent as null (and logged) rather than failing the whole answer."""
     details = [socket_details(s) for s in sockets]
-    try:
-        return proto.dumps_json({"requestId": request_id, "sockets": details})
-    except (TypeError, ValueError) as exc:
-        # socket.data that JSON cannot hold: answer without it rather than not at all
-        log.warning("redis: socket.data not serialisable for fetch_sockets (%s); sent as null", exc)
-        for d in details:
-            try:
-                proto.dumps_json(d["data"])
-            except (TypeError, ValueError):
-                d["data"] = None
-        return proto.dumps_json({"requestId": request_id, "sockets": details})
+    for d in details:
+        try:
+            encoder(d["data"])
+        except (TypeError, ValueError) as exc:
+            log.warning("redis: socket.data of %s not serialisable for fetch_sockets (%s); sent as null",
+                        d["id"], exc)
+            d["data"] = None
+    return details
 
 
 class _Request:
@@ -348,7 +347,8 @@ class RedisAdapter(InMemoryAdapter):
         if request_id in self._requests:
             return
         sockets = InMemoryAdapter.fetch_sockets(self, opts_from_wire(request.get("opts")))
-        self._publish_response(request, dumps_sockets_response(request_id, sockets))
+        self._publish_response(request, proto.dumps_json(
+            {"requestId": request_id, "sockets": sockets_payload(sockets)}))
 
     def _answer_server_side_emit(self, request: dict) -> None:
         if request.get("uid") == self.uid:
