@@ -163,7 +163,10 @@ class RedisAdapter(InMemoryAdapter):
         ``requests_timeout`` in seconds. ``sharded=True``: SSUBSCRIBE/SPUBLISH (Redis 7+),
         with Node's ``subscription_mode`` ("dynamic", "dynamic-private" or "static")."""
         if sharded:
-            from roomcast.adapters._redis_sharded import ShardedRedisAdapter
+            from roomcast.adapters._redis_sharded import SUBSCRIPTION_MODES, ShardedRedisAdapter
+
+            if subscription_mode not in SUBSCRIPTION_MODES:
+                raise ValueError(f"subscription_mode must be one of {SUBSCRIPTION_MODES}")
 
             return RedisAdapterFactory(ShardedRedisAdapter, redis, key=key,
                                        requests_timeout=requests_timeout,
