@@ -180,7 +180,7 @@ def test_server_starts_and_serves_without_redis(serve, run_js, start_js, own_red
         assert io.sockets.fetch_sockets() == [] and io.sockets.adapter.server_count() == 1
         io.emit("nobody")   # no client left, and nowhere to publish: logged
         wait_until(lambda: "could not be published" in caplog.text, "the publish error")
-        assert "subscriber connection lost" in caplog.text
+        assert f"subscriber connection to 127.0.0.1:{own_redis.port} lost" in caplog.text
         client = start_js("""
             const s = io(URL, { transports: ["websocket"] });
             const [msg] = await once(s, "late");

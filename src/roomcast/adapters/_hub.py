@@ -1,7 +1,8 @@
 """RedisHub: the Redis connections that the adapters of one server share.
 
-One subscriber connection, read by one greenlet that dispatches each message to the
-handler of its channel (or pattern), and one publishing greenlet that drains a queue
+One subscriber connection (one per node in use on a Redis Cluster), read by a
+greenlet that dispatches each message to the handler of its channel (or pattern),
+and one publishing greenlet that drains a queue
 into pipelined PUBLISH/SPUBLISH commands, so that emitting never waits for Redis and
 the messages of one server keep their order.
 
@@ -38,27 +39,172 @@ def _str(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-class RedisHub:
-    """Shared publisher + subscriber of one server (one per adapter factory)."""
+class _Link:
+    """One subscriber connection and the greenlet that reads it.
 
-    def __init__(self, pub: redis.Redis, sub: redis.Redis, *, max_backoff: float = 2.0,
+    A standalone Redis has one link. A Redis Cluster has one per node in use: the
+    classic channels and patterns go to one node (classic pub/sub messages reach every
+    node of a cluster), each shard channel to the node that owns its slot.
+    """
+
+    def __init__(self, hub: "RedisHub", client: redis.Redis, name: str) -> None:
+        self.hub = hub
+        self.client = client
+        self.name = name
+        self.channels: dict[str, Handler] = {}
+        self.patterns: dict[str, Handler] = {}
+        self.shard_channels: dict[str, Handler] = {}
+        self.pubsub = None
+        self.reader: gevent.Greenlet | None = None
+        self.wake = Event()          # new subscriptions while nothing is subscribed
+        self.connected = Event()     # set once Redis confirmed the subscriptions
+        self.closed = False
+
+    def start(self) -> None:
+        if self.reader is None:
+            self.closed = False
+            self.reader = gevent.spawn(self._read_loop)
+
+    def stop(self) -> None:
+        self.closed = True
+        self.wake.set()
+        if self.reader is not None and self.reader is not gevent.getcurrent():
+            # stop the reader before closing the connection it may be reading
+            self.reader.kill(timeout=1.0)
+        self.reader = None
+        self._close_pubsub()
+        self.connected.clear()
+
+    def has_subscriptions(self) -> bool:
+        return bool(self.channels or self.patterns or self.shard_channels)
+
+    def send(self, method: str, names: list[str]) -> None:
+        # Only a command is written here; its confirmation is read by the reader
+        # greenlet. When not connected, the reconnect applies every subscription.
+        self.wake.set()
+        ps = self.pubsub
+        if ps is None or not names:
+            return
+        try:
+            getattr(ps, method)(*names)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("redis: %s %s failed (%s); retried on reconnect", method, names, exc)
+
+    def _close_pubsub(self) -> None:
+        ps, self.pubsub = self.pubsub, None
+        if ps is not None:
+            try:
+                ps.close()
+            except Exception:  # closing a broken connection may fail in many ways
+                pass
+
+    def _connect(self):
+        # subscribe confirmations are kept: the first one says the connection is up
+        ps = self.client.pubsub(ignore_subscribe_messages=False)
+        if self.channels:
+            ps.subscribe(*self.channels)
+        if self.patterns:
+            ps.psubscribe(*self.patterns)
+        for channel in self.shard_channels:
+            # one by one: on a cluster, one SSUBSCRIBE may only name channels of one slot
+            ps.ssubscribe(channel)
+        return ps
+
+    def _set_connected(self, up: bool) -> None:
+        if up:
+            self.connected.set()
+        else:
+            self.connected.clear()
+        self.hub._link_changed()
+
+    def _read_loop(self) -> None:
+        hub = self.hub
+        backoff = 0.05
+        failed = False
+        while not self.closed:
+            if not self.has_subscriptions():
+                self.wake.clear()
+                self.wake.wait()   # nothing to listen to yet
+                continue
+            try:
+                self.pubsub = ps = self._connect()
+                last_seen, ping_sent = monotonic(), None
+                while not self.closed:
+                    if not ps.subscribed:
+                        # redis-py would wait on a threading.Event: do not let it
+                        self.wake.clear()
+                        self.wake.wait(1.0)
+                        continue
+                    message = ps.get_message(timeout=min(1.0, hub.ping_after))
+                    now = monotonic()
+                    if message is not None:
+                        last_seen, ping_sent = now, None
+                        if not self.connected.is_set() and message["type"] in _CONFIRMATIONS:
+                            if failed:
+                                log.warning("redis: subscriber reconnected to %s, subscriptions "
+                                            "restored", self.name)
+                            failed = False
+                            backoff = 0.05
+                            self._set_connected(True)
+                        self._dispatch(message)
+                    elif ping_sent is not None and now - ping_sent > hub.pong_within:
+                        # a Redis that vanished without closing the connection
+                        raise redis.ConnectionError("no answer to PING")
+                    elif ping_sent is None and now - last_seen > hub.ping_after:
+                        ps.ping()
+                        ping_sent = now
+            except (redis.RedisError, OSError, ValueError) as exc:
+                # ValueError: redis-py reading a connection closed under it
+                self._close_pubsub()
+                if self.closed:
+                    return
+                self._set_connected(False)
+                if not failed:
+                    log.warning("redis: subscriber connection to %s lost (%s); reconnecting",
+                                self.name, exc)
+                failed = True
+                gevent.sleep(backoff)
+                backoff = min(backoff * 2, hub.max_backoff)
+
+    def _dispatch(self, message: dict) -> None:
+        kind = message["type"]
+        if kind == "pmessage":
+            handler = self.patterns.get(_str(message["pattern"]))
+        elif kind == "message":
+            handler = self.channels.get(_str(message["channel"]))
+        elif kind == "smessage":
+            handler = self.shard_channels.get(_str(message["channel"]))
+        else:
+            return  # confirmations, pong
+        if handler is None:
+            return
+        try:
+            handler(_str(message["channel"]), message["data"])
+        except Exception:  # one bad message must not stop the subscriber
+            log.exception("redis: error handling a message on %s", _str(message["channel"]))
+
+
+class RedisHub:
+    """Shared publisher + subscriber(s) of one server (one per adapter factory).
+
+    ``pub`` and ``sub`` are redis-py clients (the same one will do: pub/sub takes a
+    dedicated connection), or a ``redis.RedisCluster``.
+    """
+
+    def __init__(self, pub: Any, sub: Any, *, max_backoff: float = 2.0,
                  ping_after: float = _PING_AFTER, pong_within: float = _PONG_WITHIN) -> None:
         self.pub = pub
         self.sub = sub
+        self.cluster = isinstance(sub, redis.RedisCluster)
         self.max_backoff = max_backoff
         self.ping_after = ping_after
         self.pong_within = pong_within
-        self._channels: dict[str, Handler] = {}
-        self._patterns: dict[str, Handler] = {}
-        self._shard_channels: dict[str, Handler] = {}
-        self._pubsub = None
-        self._reader: gevent.Greenlet | None = None
+        self._links: dict[str, _Link] = {}
         self._writer: gevent.Greenlet | None = None
         self._queue: Queue = Queue()
-        self._wake = Event()        # new subscriptions while nothing is subscribed
-        self.connected = Event()    # set while the subscriber connection is up
+        self.connected = Event()    # set while every subscriber connection is up
         self._users = 0
-        self._closed = False
+        self._closed = True
         self._lost = 0            # messages not published since the last report
         self._last_report = 0.0
 
@@ -67,11 +213,12 @@ class RedisHub:
     def acquire(self) -> None:
         """An adapter starts using the hub (the first one starts the greenlets)."""
         self._users += 1
-        if self._reader is None:
+        if self._closed:
             self._closed = False
             self._queue = Queue()   # a fresh one: the last close() left its stop marker
-            self._reader = gevent.spawn(self._read_loop)
             self._writer = gevent.spawn(self._write_loop)
+            for link in self._links.values():
+                link.start()
 
     def release(self) -> None:
         """An adapter is closed; the last one stops the greenlets."""
@@ -82,138 +229,71 @@ class RedisHub:
     def close(self) -> None:
         self._closed = True
         self._queue.put(None)
-        self._wake.set()
         if self._writer is not None and self._writer is not gevent.getcurrent():
             self._writer.join(timeout=1.0)   # what was queued before close() goes out
-        # stop the reader before closing the connection it may be reading
-        current = gevent.getcurrent()
-        gevent.killall([g for g in (self._reader, self._writer) if g is not None and g is not current],
-                       timeout=1.0)
-        self._reader = self._writer = None
-        self._close_pubsub()
+            self._writer.kill(timeout=1.0)
+        self._writer = None
+        for link in self._links.values():
+            link.stop()
         self.connected.clear()
         self._users = 0
 
     # -- subscriptions -------------------------------------------------------------
 
+    def _link(self, shard_channel: str | None = None) -> _Link:
+        """The link for classic subscriptions, or for the node owning a shard channel."""
+        if not self.cluster:
+            client, name = self.sub, "redis"
+            kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+            if kwargs.get("path") or kwargs.get("host"):
+                name = kwargs.get("path") or f"{kwargs['host']}:{kwargs.get('port', 6379)}"
+        else:
+            node = (self.sub.get_node_from_key(shard_channel) if shard_channel is not None
+                    else self.sub.get_default_node())
+            client, name = node.redis_connection, node.name
+        link = self._links.get(name)
+        if link is None:
+            link = self._links[name] = _Link(self, client, name)
+            if not self._closed:
+                link.start()
+            self._link_changed()
+        return link
+
+    def _link_changed(self) -> None:
+        if self._links and all(link.connected.is_set() for link in self._links.values()):
+            self.connected.set()
+        else:
+            self.connected.clear()
+
     def subscribe(self, channels: list[str], handler: Handler) -> None:
+        link = self._link()
         for channel in channels:
-            self._channels[channel] = handler
-        self._send_subscription("subscribe", channels)
+            link.channels[channel] = handler
+        link.send("subscribe", channels)
 
     def psubscribe(self, pattern: str, handler: Handler) -> None:
-        self._patterns[pattern] = handler
-        self._send_subscription("psubscribe", [pattern])
+        link = self._link()
+        link.patterns[pattern] = handler
+        link.send("psubscribe", [pattern])
 
     def ssubscribe(self, channels: list[str], handler: Handler) -> None:
         for channel in channels:
-            self._shard_channels[channel] = handler
-        self._send_subscription("ssubscribe", channels)
+            link = self._link(channel)
+            link.shard_channels[channel] = handler
+            link.send("ssubscribe", [channel])
 
     def unsubscribe(self, channels: list[str] = (), patterns: list[str] = (),
                     shard_channels: list[str] = ()) -> None:
-        for name, table, method in ((channels, self._channels, "unsubscribe"),
-                                    (patterns, self._patterns, "punsubscribe"),
-                                    (shard_channels, self._shard_channels, "sunsubscribe")):
-            gone = [n for n in name if table.pop(n, None) is not None]
-            if gone:
-                self._send_subscription(method, gone)
-
-    def _send_subscription(self, method: str, names: list[str]) -> None:
-        # Only a command is written here; its confirmation is read by the reader
-        # greenlet. When not connected, the reconnect applies every subscription.
-        self._wake.set()
-        ps = self._pubsub
-        if ps is None or not names:
-            return
-        try:
-            getattr(ps, method)(*names)
-        except (redis.RedisError, OSError) as exc:
-            log.warning("redis: %s %s failed (%s); retried on reconnect", method, names, exc)
-
-    # -- reading -------------------------------------------------------------------
-
-    def _close_pubsub(self) -> None:
-        ps, self._pubsub = self._pubsub, None
-        if ps is not None:
-            try:
-                ps.close()
-            except Exception:  # closing a broken connection may fail in many ways
-                pass
-
-    def _connect(self):
-        # subscribe confirmations are kept: the first one says the connection is up
-        ps = self.sub.pubsub(ignore_subscribe_messages=False)
-        if self._channels:
-            ps.subscribe(*self._channels)
-        if self._patterns:
-            ps.psubscribe(*self._patterns)
-        if self._shard_channels:
-            ps.ssubscribe(*self._shard_channels)
-        return ps
-
-    def _read_loop(self) -> None:
-        backoff = 0.05
-        failed = False
-        while not self._closed:
-            if not (self._channels or self._patterns or self._shard_channels):
-                self._wake.clear()
-                self._wake.wait()   # nothing to listen to yet
-                continue
-            try:
-                self._pubsub = ps = self._connect()
-                last_seen, ping_sent = monotonic(), None
-                while not self._closed:
-                    if not ps.subscribed:
-                        # redis-py would wait on a threading.Event: do not let it
-                        self._wake.clear()
-                        self._wake.wait(1.0)
-                        continue
-                    message = ps.get_message(timeout=min(1.0, self.ping_after))
-                    now = monotonic()
-                    if message is not None:
-                        last_seen, ping_sent = now, None
-                        if not self.connected.is_set() and message["type"] in _CONFIRMATIONS:
-                            if failed:
-                                log.warning("redis: subscriber reconnected, subscriptions restored")
-                            failed = False
-                            backoff = 0.05
-                            self.connected.set()
-                        self._dispatch(message)
-                    elif ping_sent is not None and now - ping_sent > self.pong_within:
-                        # a Redis that vanished without closing the connection
-                        raise redis.ConnectionError("no answer to PING")
-                    elif ping_sent is None and now - last_seen > self.ping_after:
-                        ps.ping()
-                        ping_sent = now
-            except (redis.RedisError, OSError, ValueError) as exc:
-                # ValueError: redis-py reading a connection closed under it
-                self.connected.clear()
-                self._close_pubsub()
-                if self._closed:
-                    return
-                if not failed:
-                    log.warning("redis: subscriber connection lost (%s); reconnecting", exc)
-                failed = True
-                gevent.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
-
-    def _dispatch(self, message: dict) -> None:
-        kind = message["type"]
-        if kind == "pmessage":
-            handler = self._patterns.get(_str(message["pattern"]))
-        elif kind == "message":
-            handler = self._channels.get(_str(message["channel"]))
-        elif kind == "smessage":
-            handler = self._shard_channels.get(_str(message["channel"]))
-        else:
-            return  # pong and the like
-        if handler is None:
-            return
-        try:
-            handler(_str(message["channel"]), message["data"])
-        except Exception:  # one bad message must not stop the subscriber
-            log.exception("redis: error handling a message on %s", _str(message["channel"]))
+        for link in list(self._links.values()):
+            for names, table, method in ((channels, link.channels, "unsubscribe"),
+                                         (patterns, link.patterns, "punsubscribe"),
+                                         (shard_channels, link.shard_channels, "sunsubscribe")):
+                gone = [n for n in names if table.pop(n, None) is not None]
+                if gone and method == "sunsubscribe":
+                    for channel in gone:   # one slot per command on a cluster
+                        link.send(method, [channel])
+                elif gone:
+                    link.send(method, gone)
 
     # -- publishing ------------------------------------------------------------------
 
@@ -258,13 +338,25 @@ class RedisHub:
 
     def _send(self, batch: list) -> None:
         try:
-            if len(batch) == 1:
-                self.pub.execute_command(*batch[0])
-                return
-            pipe = self.pub.pipeline(transaction=False)
-            for command in batch:
-                pipe.execute_command(*command)
-            pipe.execute()
+            if self.cluster:
+                # per node, in order: SPUBLISH to the owner of the channel's slot,
+                # PUBLISH to any node (it reaches the whole cluster)
+                groups: dict[str, tuple[Any, list]] = {}
+                for command in batch:
+                    node = (self.pub.get_node_from_key(command[1]) if command[0] == "SPUBLISH"
+                            else self.pub.get_default_node())
+                    groups.setdefault(node.name, (node.redis_connection, []))[1].append(command)
+                targets = list(groups.values())
+            else:
+                targets = [(self.pub, batch)]
+            for client, commands in targets:
+                if len(commands) == 1:
+                    client.execute_command(*commands[0])
+                    continue
+                pipe = client.pipeline(transaction=False)
+                for command in commands:
+                    pipe.execute_command(*command)
+                pipe.execute()
         except (redis.RedisError, OSError) as exc:
             self._report_lost(len(batch), batch[-1][1], exc)
 

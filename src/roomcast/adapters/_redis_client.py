@@ -108,6 +108,8 @@ def make_client(url_or_client: Any, **kwargs: Any) -> redis.Redis:
         kwargs.setdefault("socket_keepalive", True)
         return redis.Redis.from_url(url_or_client, **kwargs)
     client = url_or_client
+    if isinstance(client, redis.RedisCluster):
+        return _cooperative_cluster(client)
     pool = getattr(client, "connection_pool", None)
     if pool is None or not needs_cooperative_sockets():
         return client
@@ -117,3 +119,31 @@ def make_client(url_or_client: Any, **kwargs: Any) -> redis.Redis:
         return client
     new_pool = type(pool)(connection_class=cls, **pool.connection_kwargs)
     return redis.Redis(connection_pool=new_pool)
+
+
+# what a RedisCluster's node connections keep from its settings, to rebuild it
+_CLUSTER_KEEP = ("username", "password", "socket_timeout", "socket_connect_timeout",
+                 "socket_keepalive", "client_name", "db", "health_check_interval")
+
+
+def _cooperative_cluster(cluster: redis.RedisCluster) -> redis.RedisCluster:
+    """The same cluster on gevent sockets (when needed): redis-py only lets a cluster
+    choose its connection class when it is made from a URL."""
+    if not needs_cooperative_sockets():
+        return cluster
+    kwargs = cluster.nodes_manager.connection_kwargs
+    if kwargs.get("connection_class") is GeventConnection or kwargs.get("ssl"):
+        return cluster
+    node = cluster.get_default_node()
+    options = {k: kwargs[k] for k in _CLUSTER_KEEP if kwargs.get(k) is not None}
+    return redis.RedisCluster.from_url(f"redis://{node.host}:{node.port}",
+                                       connection_class=GeventConnection, **options)
+
+
+def make_cluster_client(url: str, **kwargs: Any) -> redis.RedisCluster:
+    """A ``redis.RedisCluster`` for the cluster one of whose nodes is at ``url``."""
+    if needs_cooperative_sockets():
+        kwargs.setdefault("connection_class", GeventConnection)
+    kwargs.setdefault("socket_connect_timeout", 5.0)
+    kwargs.setdefault("socket_timeout", 10.0)
+    return redis.RedisCluster.from_url(url, **kwargs)
