@@ -179,7 +179,10 @@ class RawWebSocket:
             return False
 
     def close(self) -> None:
+        """Drop the TCP connection (the file from makefile() would keep it open)."""
         try:
-            self.sock.close()
+            self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self.f.close()
+        self.sock.close()

@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "Server": "roomcast.server",
     "Namespace": "roomcast.namespace",
+    "ParentNamespace": "roomcast.namespace",
+    "ConnectError": "roomcast.errors",
+    "DisconnectedError": "roomcast.errors",
     "Socket": "roomcast.socket",
     "BroadcastOperator": "roomcast.operators",
     "RemoteSocket": "roomcast.operators",

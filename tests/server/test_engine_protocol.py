@@ -404,3 +404,20 @@ def test_silent_client_is_closed_within_interval_plus_timeout(serve):
     took = time.monotonic() - start
     assert closed == [(sid, "ping timeout")]
     assert 0.45 <= took <= 0.5 + 0.25
+
+
+def test_close_handlers_run_with_the_slot_off_the_direct_write_path(serve):
+    engine = EngineServer(path="/engine.io")
+    seen = []
+
+    @engine.on("connection")
+    def on_connection(conn):
+        conn.on("close", lambda reason, desc: seen.append(
+            (engine.table.is_busy(conn.slot), conn._fd, reason)))
+
+    url = serve(engine)
+    ws = RawWebSocket(url, P)
+    ws.recv()
+    ws.close()
+    wait_for(lambda: seen)
+    assert seen[0][1] == -1 and seen[0][2] == "transport close"

@@ -475,6 +475,10 @@ class EngineSocket:
                 self._sock.shutdown(stdsocket.SHUT_RDWR)
             except OSError:
                 pass
+        # The fd may be closed and reused while close handlers run (they may yield
+        # before the slot leaves its rooms): no direct write may reach it any more.
+        self._fd = -1
+        self._table.set_fd(self.slot, -1)
         try:
             self._emit("close", reason, description)
         finally:
