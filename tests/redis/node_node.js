@@ -14,7 +14,7 @@ const jsDir = path.join(__dirname, "..", "js");
 const req = (name) => require(require.resolve(name, { paths: [jsDir] }));
 const { Server } = req("socket.io");
 const { createAdapter, createShardedAdapter } = req("@socket.io/redis-adapter");
-const { createClient } = req("redis");
+const { createClient, createCluster } = req("redis");
 
 const cfg = JSON.parse(process.argv[2] || "{}");
 const out = (obj) => process.stdout.write(JSON.stringify(obj, replacer) + "\n");
@@ -30,7 +30,7 @@ function revive(key, value) {
 }
 
 async function main() {
-  const pub = createClient({ url: cfg.redis });
+  const pub = cfg.cluster ? createCluster({ rootNodes: [{ url: cfg.redis }] }) : createClient({ url: cfg.redis });
   const sub = pub.duplicate();
   pub.on("error", () => {});
   sub.on("error", () => {});

@@ -40,7 +40,7 @@ class ClusterNode:
 
     def __init__(self, kind: str, config: dict, impl: str) -> None:
         self.kind = kind
-        self.config = config
+        self.config = config   # as given: redis URL, key, adapter options
         self.events: list[dict] = []
         self._ids = itertools.count(1)
         self._waiting: dict[int, gevent.event.AsyncResult] = {}

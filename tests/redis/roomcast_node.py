@@ -45,8 +45,13 @@ class Node:
     def __init__(self, cfg: dict) -> None:
         self.cfg = cfg
         self.out = FileObject(sys.stdout.buffer.fileno(), "wb", close=False)
+        redis = cfg["redis"]
+        if cfg.get("cluster"):   # a Redis Cluster, one of whose nodes is at this URL
+            from roomcast.adapters._redis_client import make_cluster_client
+
+            redis = make_cluster_client(redis)
         self.factory = RedisAdapter.factory(
-            cfg["redis"], key=cfg["key"], requests_timeout=cfg.get("requestsTimeout", 2.0),
+            redis, key=cfg["key"], requests_timeout=cfg.get("requestsTimeout", 2.0),
             publish_on_specific_response_channel=cfg.get("specificResponseChannel", False),
             sharded=cfg.get("sharded", False),
             subscription_mode=cfg.get("subscriptionMode", "dynamic"))
