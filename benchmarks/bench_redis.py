@@ -15,7 +15,7 @@ patched, as it requires). Run from the repository root, with tests/js/node_modul
 installed (scripts/test.sh does it) and a Redis:
 
     python benchmarks/bench_redis.py [--redis redis://127.0.0.1:6379] [--clients 100]
-        [--rate 500] [--latency-messages 1000] [--burst 10000] [--stacks roomcast,node,python-socketio]
+        [--rate 200] [--latency-messages 1000] [--burst 10000] [--stacks roomcast,node,python-socketio]
 
 It prints a table and, with ``--json FILE``, writes the figures. Every run uses fresh
 channel prefixes and deletes nothing but them. Also runs as a python-socketio server
@@ -258,7 +258,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379")
     parser.add_argument("--clients", type=int, default=100)
-    parser.add_argument("--rate", type=float, default=500.0, help="events/s in the latency phase")
+    parser.add_argument("--rate", type=float, default=200.0, help="events/s in the latency phase")
     parser.add_argument("--latency-messages", type=int, default=1000)
     parser.add_argument("--burst", type=int, default=10000)
     parser.add_argument("--stacks", default="roomcast,node,python-socketio")
