@@ -359,6 +359,11 @@ class RedisHub:
                 pipe.execute()
         except (redis.RedisError, OSError) as exc:
             self._report_lost(len(batch), batch[-1][1], exc)
+            return
+        if self._lost:   # failures that came after the last report: say so now
+            log.error("redis: %d more message(s) could not be published before Redis came back",
+                      self._lost)
+            self._lost = 0
 
     # -- counting ----------------------------------------------------------------------
 
