@@ -36,6 +36,15 @@ finally:
     if _required is not None:
         os.environ["ROOMCAST_REQUIRE_EXTENSIONS"] = _required
 
+# Property tests run on a shared 2-core machine: time limits and speed health checks
+# would fail them for the machine's load, not for what they check.
+from hypothesis import HealthCheck, settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile(
+    "roomcast", deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+_hypothesis_settings.load_profile("roomcast")
+
 JS_DIR = Path(__file__).resolve().parent / "js"
 HARNESS = JS_DIR / "harness.js"
 DONE_MARKER = "@@roomcast-done@@ "
