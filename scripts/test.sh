@@ -86,15 +86,18 @@ except OSError:
     sys.exit(1)
 EOF
 }
-if redis_answers; then
-    echo "using the Redis on 127.0.0.1:6379"
-else
-    if ! command -v redis-server >/dev/null; then
-        apt_install redis-server || echo "WARNING: no Redis on 127.0.0.1:6379 and" \
-            "redis-server could not be installed: the Redis tests will fail" >&2
-    fi
-    command -v redis-server >/dev/null && echo "the tests start their own redis-server"
+# The Redis Cluster and Redis-restart tests start redis-server nodes of their own,
+# so the binaries are needed even when a Redis answers on 6379.
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    apt_install redis-server || echo "WARNING: redis-server/redis-cli are missing and" \
+        "could not be installed: the Redis tests will fail" >&2
 fi
+if redis_answers; then
+    echo "using the Redis on 127.0.0.1:6379 (tests use their own key prefixes)"
+else
+    echo "no Redis on 127.0.0.1:6379: the tests start their own redis-server"
+fi
+command -v redis-server >/dev/null && redis-server --version
 
 step "pytest $*"
 set +e
