@@ -473,6 +473,47 @@ def closing_note(doc: dict) -> list[str]:
     return out
 
 
+def targets(doc: dict) -> list[str]:
+    """Issue 3's end-to-end targets (5,000 clients, broadcast to everyone, one core), as measured."""
+    runs, servers = doc["runs"], _servers(doc)
+    n = 5000
+    if "roomcast" not in servers or not any(r["n"] == n for r in runs):
+        return []
+    rate, cpu = _sc("all", "rate"), _sc("all", "cpu_us")
+
+    def med_ratio(get, base, invert=False):
+        g = gather(runs, ["roomcast"], [n], get, base_server=base)[("roomcast", n)]["ratios"]
+        if not g:
+            return None
+        m = statistics.median(g)
+        return 1 / m if invert else m
+
+    def med(get):
+        v = gather(runs, ["roomcast"], [n], get)[("roomcast", n)]["vals"]
+        return statistics.median(v) if v else None
+
+    def wall_bin(r):
+        return (r["scen"]["bin"]["rate"] / r["scen"]["all"]["rate"] * 100
+                if "bin" in r["scen"] and "all" in r["scen"] else None)
+
+    rows = []
+    for base, goal in (("psio", 4.0), ("node", 2.0)):
+        if base in servers:
+            w, c = med_ratio(rate, base), med_ratio(cpu, base, invert=True)
+            if w and c:
+                rows.append(f"| deliveries/s ≥ {goal:g}× {SERVERS[base][0]} | {w:.2f}× wall clock, "
+                            f"{c:.2f}× per server-CPU-second | {'met' if min(w, c) >= goal else 'not met'} |")
+    c = med(cpu)
+    if c is not None:
+        rows.append(f"| server CPU ≤ 4.5 µs per delivery | {c:.2f} µs | {'met' if c <= 4.5 else 'not met'} |")
+    b, bw = med(_bin_pct), med(wall_bin)
+    if b is not None:
+        rows.append(f"| binary broadcast ≥ 80% of the text rate | {b:.0f}% per CPU-second, {bw:.0f}% wall clock "
+                    f"| {'met' if min(b, bw) >= 80 else 'not met'} |")
+    return ["## roomcast's targets (issue 3): 5,000 clients, broadcast to everyone, one core", "",
+            "| target | measured (median) | |", "|---|---|---|"] + rows + [""]
+
+
 def summarize(doc: dict) -> str:
     runs, cfg = doc["runs"], doc["config"]
     servers = _servers(doc)
@@ -482,6 +523,7 @@ def summarize(doc: dict) -> str:
              machine_line(doc), "",
              "Cells: median (min–max over repetitions) ×ratio to python-socketio in the same repetition.", "",
              "## Headline", ""] + headline_table(doc) + [""] + "\n\n".join(closing_note(doc)[:2]).split("\n") + [""]
+    lines += targets(doc)
     for n in ns:
         lines += [f"## {n:,} clients", "", "| scenario | metric | " + " | ".join(labels) + " |",
                   "|---|---|" + "---|" * len(labels)]
