@@ -281,6 +281,43 @@ def bench_fanout(pairs: int, repeat: int) -> dict:
 
 # -- report --------------------------------------------------------------------------
 
+def bench_encode(repeat: int) -> dict:
+    """Encoding one broadcast: Socket.IO packet -> Engine.IO packet -> WebSocket frame.
+
+    python-socketio encodes the Socket.IO and Engine.IO packets once per broadcast
+    and frames per recipient (in gevent-websocket); one frame is counted here."""
+    from roomcast import _encoder_c, _encoder_py
+
+    data = ["chat", {"user": "alice", "room": "lobby", "text": "hello, world " * 8,
+                     "ts": 1764000000123, "tags": ["a", "b", "c"], "seen": True}]
+    loops = 2000
+
+    def ours(mod):
+        def run():
+            for _ in range(loops):
+                mod.encode_packet(2, "/", data).ws
+        return run
+
+    def psio():
+        import engineio.packet
+        import socketio.packet
+        from geventwebsocket.websocket import Header
+
+        def run():
+            for _ in range(loops):
+                sio = socketio.packet.Packet(socketio.packet.EVENT, data=data, namespace="/")
+                eio = engineio.packet.Packet(engineio.packet.MESSAGE, data=sio.encode())
+                payload = eio.encode().encode("utf-8")
+                Header.encode_header(True, 1, b"", len(payload), 0) + payload
+        return run
+
+    out = {}
+    for name, fn in (("compiled", ours(_encoder_c)), ("twin", ours(_encoder_py)),
+                     ("python-socketio", psio())):
+        out[name] = best(fn, repeat) / loops
+    return out
+
+
 def fmt_time(seconds):
     return f"{seconds * 1e3:.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.1f} µs"
 
@@ -303,6 +340,7 @@ def main() -> None:
 
     index = bench_index(n, repeat)
     fan = bench_fanout(pairs, repeat * 3)
+    enc = bench_encode(repeat)
     names = list(index)
     print(f"\n### roomcast core: {n:,} sockets (own room + 3 of 10 shared rooms each), "
           f"fan-out to {pairs:,} socketpairs\n")
@@ -323,6 +361,8 @@ def main() -> None:
     line("index memory (tracemalloc)",
          [f"{index[k]['memory'] / 2**20:.1f} MiB ({index[k]['memory'] / n:.0f} B/socket)"
           for k in names])
+    line("encode one broadcast (a 190-byte event, down to its WebSocket frame)",
+         [fmt_time(enc[k]) for k in names])
     fan_names = list(fan)
     print("\n| fan-out per recipient | " + " | ".join(fan_names) + " |")
     print("|---|" + "---|" * len(fan_names))
