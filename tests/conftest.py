@@ -257,6 +257,21 @@ def _js_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 _snippet_numbers = itertools.count()
 
 
+# The JS client's options for each transport mode a test runs in.
+CLIENT_TRANSPORTS = {
+    "websocket": "{transports: ['websocket']}",
+    "polling": "{transports: ['polling']}",
+    "upgrade": "{}",
+}
+
+
+@pytest.fixture(params=list(CLIENT_TRANSPORTS))
+def transport(request: pytest.FixtureRequest) -> str:
+    """The JS client options (an object literal) for one transport mode; a test
+    using it runs over WebSocket only, polling only, and polling then upgrade."""
+    return CLIENT_TRANSPORTS[request.param]
+
+
 @pytest.fixture
 def start_js(_js_dir: Path) -> Callable[..., JSRun]:
     """start_js(script, url, timeout=20.0) -> handle with .result() and .kill()."""

@@ -1,20 +1,7 @@
 """Binary attachments both ways, nested, in every transport mode."""
 from __future__ import annotations
 
-import pytest
-
 import roomcast
-
-TRANSPORTS = {
-    "websocket": "{transports: ['websocket']}",
-    "polling": "{transports: ['polling']}",
-    "upgrade": "{}",
-}
-
-
-@pytest.fixture(params=list(TRANSPORTS))
-def transport(request) -> str:
-    return TRANSPORTS[request.param]
 
 
 def test_binary_from_client_nested_with_binary_ack(serve, run_js, transport):

@@ -3,23 +3,8 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 import roomcast
 from roomcast.errors import ConnectError
-
-TRANSPORTS = {
-    "websocket": "{transports: ['websocket']}",
-    "polling": "{transports: ['polling']}",
-    "upgrade": "{}",
-}
-
-
-@pytest.fixture(params=list(TRANSPORTS))
-def transport(request) -> str:
-    """The JS client options for one transport mode."""
-    return TRANSPORTS[request.param]
-
 
 def test_connect_to_main_namespace(serve, run_js, transport):
     io = roomcast.Server()

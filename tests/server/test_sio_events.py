@@ -6,17 +6,6 @@ import pytest
 
 import roomcast
 
-TRANSPORTS = {
-    "websocket": "{transports: ['websocket']}",
-    "polling": "{transports: ['polling']}",
-    "upgrade": "{}",
-}
-
-
-@pytest.fixture(params=list(TRANSPORTS))
-def transport(request) -> str:
-    return TRANSPORTS[request.param]
-
 
 def test_event_with_ack_from_server(serve, run_js, transport):
     io = roomcast.Server()
