@@ -45,6 +45,8 @@ _hypothesis_settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 _hypothesis_settings.load_profile("roomcast")
 
+from psio_harness import run_psio, start_psio  # noqa: E402,F401  (fixtures)
+
 JS_DIR = Path(__file__).resolve().parent / "js"
 HARNESS = JS_DIR / "harness.js"
 DONE_MARKER = "@@roomcast-done@@ "

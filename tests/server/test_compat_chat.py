@@ -11,7 +11,6 @@ import pytest
 
 import roomcast.compat as socketio
 
-from test_psio_client import run_psio, start_psio  # noqa: F401  (fixtures)
 
 INDEX = "<!doctype html><title>chat</title><p>hello from the chat</p>"
 

@@ -10,7 +10,6 @@ import pytest
 
 import roomcast.compat as socketio
 
-from test_psio_client import run_psio, start_psio  # noqa: F401  (fixtures)
 
 
 def wait_for(condition, timeout: float = 5.0) -> None:

@@ -10,7 +10,6 @@ import pytest
 
 import roomcast.compat as socketio
 
-from test_psio_client import run_psio, start_psio  # noqa: F401  (fixtures)
 
 # Three JS clients join rooms, report "ready" with their sid, then record every event
 # until the server emits "end".

@@ -6,7 +6,6 @@ import socketio as real_socketio   # python-socketio itself, for its Namespace c
 
 import roomcast.compat as socketio
 
-from test_psio_client import run_psio, start_psio  # noqa: F401  (fixtures)
 
 
 def test_return_value_becomes_the_ack(serve, run_js):
