@@ -99,7 +99,36 @@ def connect(nodes, start_js, nsp=""):
                       nodes[0].url)
     for node in nodes:
         node.wait_clients(2, nsp=nsp or "/")
+    wait_room_channels(nodes, nsp or "/")
     return handle
+
+
+def wait_room_channels(nodes, nsp):
+    """Sharded, dynamic modes: a node subscribes to a room's channel when the room
+    appears there (SSUBSCRIBE, answered asynchronously, Node's adapter alike). Wait
+    until every node is subscribed to r1's and r2's before the test publishes to them."""
+    config = nodes[0].config
+    if not config.get("sharded") or config.get("subscriptionMode") == "static":
+        return
+    import redis
+
+    url = config["redis"]
+    client = (redis.RedisCluster.from_url(url) if config.get("cluster")
+              else redis.Redis.from_url(url))
+    try:
+        for room in ("r1", "r2"):
+            channel = f"{config['key']}#{nsp}#{room}#"
+
+            def subscribers() -> int:
+                kwargs = ({"target_nodes": client.get_node_from_key(channel)}
+                          if config.get("cluster") else {})
+                reply = client.execute_command("PUBSUB SHARDNUMSUB", channel, **kwargs)
+                # redis-py gives [(channel, count)] (or the flat [channel, count])
+                return int(reply[0][1] if isinstance(reply[0], (list, tuple)) else reply[1])
+
+            wait_until(lambda: subscribers() >= len(nodes), f"{len(nodes)} subscribers of {channel}")
+    finally:
+        client.close()
 
 
 def finish(nodes, handle, nsp="/"):
