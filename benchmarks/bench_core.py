@@ -17,7 +17,6 @@ import argparse
 import gc
 import random
 import socket
-import statistics
 import time
 import tracemalloc
 

@@ -1,7 +1,6 @@
 """Engine.IO v4 at the wire: a bare EngineServer driven with raw HTTP and WebSocket."""
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 import time

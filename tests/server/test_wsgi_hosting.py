@@ -8,7 +8,6 @@ from pathlib import Path
 
 import gevent
 import gevent.subprocess
-import pytest
 
 import roomcast
 from tests.rawclient import request

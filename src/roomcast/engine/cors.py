@@ -5,7 +5,7 @@ Access-Control-Allow-Origin header, so the browser blocks it (as with Node).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Union
 
 OriginSpec = Union[str, bool, Iterable[str], Callable[[str], bool]]

@@ -24,7 +24,7 @@ import gevent
 from gevent.event import Event
 
 from roomcast import _speedups
-from roomcast.eio_packet import (CLOSE, MESSAGE, NOOP, PING, PONG, UPGRADE, EngineParseError,
+from roomcast.eio_packet import (CLOSE, MESSAGE, PING, PONG, UPGRADE, EngineParseError,
                                  decode_polling_payload, decode_text)
 from roomcast.ws_frames import FrameParser, WSProtocolError, close_frame
 
