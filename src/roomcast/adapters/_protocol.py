@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from typing import Any
+from typing import Any, Callable
 
 from .. import _notepack
 
@@ -70,3 +70,18 @@ def decode_request(data: bytes) -> Any:
 def check_event(ev: str) -> None:
     if ev in RESERVED_EVENTS:
         raise ValueError(f'"{ev}" is a reserved event name')
+
+
+def answer_once(reply: Callable[[Any], None]) -> Callable[..., None]:
+    """The ack callback handed to a server-side emit that another server asked an
+    answer for: its first argument is the answer (Node sends only that), and only
+    the first call counts."""
+    called = False
+
+    def callback(*args: Any) -> None:
+        nonlocal called
+        if not called:
+            called = True
+            reply(args[0] if args else None)
+
+    return callback

@@ -321,17 +321,9 @@ class ShardedRedisAdapter(InMemoryAdapter):
             if request_id is None:
                 self.nsp._on_server_side_emit(packet)
                 return
-            called = False
-
-            def callback(*args: Any) -> None:
-                nonlocal called
-                if called:
-                    return
-                called = True
-                self._publish_response(sender, SERVER_SIDE_EMIT_RESPONSE,
-                                       {"requestId": request_id, "packet": args[0] if args else None})
-
-            self.nsp._on_server_side_emit(packet, callback)
+            self.nsp._on_server_side_emit(packet, proto.answer_once(
+                lambda answer: self._publish_response(sender, SERVER_SIDE_EMIT_RESPONSE,
+                                                      {"requestId": request_id, "packet": answer})))
         elif kind in (BROADCAST_CLIENT_COUNT, BROADCAST_ACK, FETCH_SOCKETS_RESPONSE,
                       SERVER_SIDE_EMIT_RESPONSE):
             self._on_response(message)

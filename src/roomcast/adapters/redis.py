@@ -363,19 +363,10 @@ class RedisAdapter(InMemoryAdapter):
         if request_id is None:
             self.nsp._on_server_side_emit(data)
             return
-        called = False
-
-        def callback(*args: Any) -> None:
-            nonlocal called
-            if called:
-                return
-            called = True
-            # Node sends the first argument only, always on the shared response channel
-            self.hub.publish(self.response_channel, proto.dumps_json({
-                "type": proto.SERVER_SIDE_EMIT, "requestId": request_id,
-                "data": args[0] if args else None}))
-
-        self.nsp._on_server_side_emit(data, callback)
+        # answered on the shared response channel, as Node does
+        self.nsp._on_server_side_emit(data, proto.answer_once(
+            lambda answer: self.hub.publish(self.response_channel, proto.dumps_json({
+                "type": proto.SERVER_SIDE_EMIT, "requestId": request_id, "data": answer}))))
 
     def _answer_broadcast(self, request: dict) -> None:
         request_id = request.get("requestId")
