@@ -54,6 +54,32 @@ FAIL_MARKER = "@@roomcast-fail@@ "
 REQUIRE_EXTENSIONS = (_required or "") not in ("", "0")
 
 
+# -- waiting for a condition --------------------------------------------------------
+def wait_until(predicate: Callable[[], Any], what: str = "the condition",
+               timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """Poll ``predicate`` cooperatively (the server keeps running) until it returns
+    something true, and return that; AssertionError naming ``what`` after ``timeout``.
+
+    The one synchronisation helper of the suite: tests wait for the state they assert
+    on instead of sleeping a fixed time. The default timeout allows a loaded 2-core
+    machine; a passing test returns as soon as the condition holds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        gevent.sleep(interval)
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., Any]:
+    """``wait_for(predicate, what="...", timeout=10.0)``: see ``wait_until``."""
+    return wait_until
+
+
 # -- the implementation under test --------------------------------------------------
 
 @pytest.fixture(scope="session", autouse=True, params=["c", "py"])
