@@ -96,19 +96,25 @@ class RawWebSocket:
     """A client WebSocket that sends masked frames and reads whole frames."""
 
     def __init__(self, url: str, path: str = "/socket.io/", query: str = "EIO=4&transport=websocket",
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, headers: dict[str, str] | None = None) -> None:
         self.sock = _connect(url)
         self.timeout = timeout
         key = base64.b64encode(os.urandom(16)).decode()
         req = (f"GET {path}?{query} HTTP/1.1\r\nHost: {urlsplit(url).netloc}\r\n"
                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+               + "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items()) + "\r\n")
         self.sock.sendall(req.encode())
         self.f = self.sock.makefile("rb")
+        self.headers: dict[str, str] = {}
         with gevent.Timeout(timeout):
             status = self.f.readline()
-            while self.f.readline() not in (b"\r\n", b""):
-                pass
+            while True:
+                line = self.f.readline()
+                if line in (b"\r\n", b""):
+                    break
+                name, _, value = line.decode("latin-1").partition(":")
+                self.headers[name.strip().lower()] = value.strip()
         self.status = int(status.split()[1])
         self.closed = False
 

@@ -55,6 +55,11 @@ class WSGIApp:
         engine = self._engine_for(environ.get("PATH_INFO", "/") or "/")
         return None if engine is None else engine.websocket_refusal(environ)
 
+    def origin_refusal(self, environ: dict) -> http.Refusal | None:
+        """Asked by roomcast's WebSocketHandler before it upgrades a request."""
+        engine = self._engine_for(environ.get("PATH_INFO", "/") or "/")
+        return None if engine is None else engine.origin_refusal(environ)
+
     def _static_file(self, path: str) -> str | None:
         for prefix in sorted(self.static_files, key=len, reverse=True):
             target = self.static_files[prefix]
@@ -84,19 +89,24 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
     (The stock handler works too; it just cannot refuse before upgrading.)"""
 
     def run_application(self):
-        ask = getattr(self.application, "websocket_refusal", None)
-        if ask is not None and self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
-            message = ask(self.environ)
+        if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            ask_origin = getattr(self.application, "origin_refusal", None)
+            refusal = ask_origin(self.environ) if ask_origin is not None else None
+            if refusal is not None:
+                return self._refuse(refusal.status, refusal.content_type, refusal.body)
+            ask = getattr(self.application, "websocket_refusal", None)
+            message = ask(self.environ) if ask is not None else None
             if message is not None:
-                body = message.encode("utf-8")
-                self.close_connection = True
-                self.start_response("400 Bad Request", [
-                    ("Connection", "close"), ("Content-Type", "text/html"),
-                    ("Content-Length", str(len(body)))])
-                self.result = [body]
-                self.process_result()
-                return None
+                return self._refuse("400 Bad Request", "text/html", message.encode("utf-8"))
         return super().run_application()
+
+    def _refuse(self, status: str, content_type: str, body: bytes) -> None:
+        self.close_connection = True
+        self.start_response(status, [
+            ("Connection", "close"), ("Content-Type", content_type),
+            ("Content-Length", str(len(body)))])
+        self.result = [body]
+        self.process_result()
 
 
 def make_server(io: Any, host: str = "127.0.0.1", port: int = 5000, app: Callable | None = None,

@@ -32,7 +32,10 @@ def outcome(response: requests.Response, origin: str) -> str:
     if response.status_code == 200:
         assert response.headers.get("Access-Control-Allow-Origin") == origin
         return ALLOWED
-    assert response.status_code == 403
+    # python-engineio's refusal, byte for byte
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "text/plain"
+    assert response.json() == "Not an accepted origin."
     return REFUSED
 
 
@@ -43,21 +46,44 @@ def outcome(response: requests.Response, origin: str) -> str:
                            "http://evil.example": REFUSED}),
     (["http://ok.example", "http://also.example"],
      {"same": REFUSED, "http://ok.example": ALLOWED, "http://evil.example": REFUSED}),
-    (lambda origin: origin.startswith("http://ok"),
+    # (python-engineio also calls these with None when there is no Origin header)
+    (lambda origin: (origin or "").startswith("http://ok"),
      {"same": REFUSED, "http://ok.example": ALLOWED, "http://evil.example": REFUSED}),
-    (lambda origin, environ: environ["HTTP_HOST"] in origin,
+    (lambda origin, environ: environ["HTTP_HOST"] in (origin or ""),
      {"same": ALLOWED, "http://ok.example": REFUSED, "http://evil.example": REFUSED}),
-], ids=["same-origin", "star", "one", "list", "callable", "callable-environ"])
+    (["http://ok.example", "*"],
+     {"same": ALLOWED, "http://ok.example": ALLOWED, "http://evil.example": ALLOWED}),
+], ids=["same-origin", "star", "one", "list", "callable", "callable-environ", "list-star"])
 def test_cors_allowed_origins(serve, in_thread, setting, verdicts):
     url = serve(socketio.Server(cors_allowed_origins=setting))
+    # the real python-engineio with the same setting, side by side
+    real_url = serve(real_socketio.WSGIApp(real_socketio.Server(
+        async_mode="gevent", cors_allowed_origins=setting)))
     for origin, verdict in verdicts.items():
-        origin = url if origin == "same" else origin
-        response = handshake(in_thread, url, origin)
-        assert outcome(response, origin) == verdict, origin
-        if verdict == ALLOWED:
-            assert response.headers["Access-Control-Allow-Credentials"] == "true"
+        for server_url in (url, real_url):
+            sent = server_url if origin == "same" else origin
+            response = handshake(in_thread, server_url, sent)
+            assert outcome(response, sent) == verdict, (server_url, sent)
+            if verdict == ALLOWED:
+                assert response.headers["Access-Control-Allow-Credentials"] == "true"
     # no Origin header at all (not a browser): always served
     assert handshake(in_thread, url).status_code == 200
+    assert handshake(in_thread, real_url).status_code == 200
+
+
+def test_refused_origin_on_every_request_like_python_engineio(serve, in_thread):
+    """python-engineio checks the Origin of every request, not only handshakes:
+    a POST or GET of an open session and a preflight from another origin get 400."""
+    sio = socketio.Server(cors_allowed_origins=["http://ok.example"])
+    url = serve(sio)
+    sid = open_packet(handshake(in_thread, url, "http://ok.example"))["sid"]
+    q = f"{url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+    evil = {"Origin": "http://evil.example"}
+    post = in_thread(requests.post, q, data="40", headers=evil, timeout=5)
+    get = in_thread(requests.get, q, headers=evil, timeout=5)
+    pre = in_thread(requests.options, q, headers=evil, timeout=5)
+    for response in (post, get, pre):
+        assert outcome(response, "http://evil.example") == REFUSED
 
 
 def test_cors_handling_off_and_without_credentials(serve, in_thread):

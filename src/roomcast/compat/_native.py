@@ -6,12 +6,14 @@ broadcasts the compat Server needs.
 """
 from __future__ import annotations
 
+import json as _stdjson
 import logging
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from roomcast.eio_packet import CLOSE
 from roomcast.engine.cors import CorsOptions
+from roomcast.engine.http import Refusal
 from roomcast.errors import ConnectError
 from roomcast.operators import BroadcastOperator
 
@@ -53,27 +55,48 @@ def _same_origins(environ: dict) -> list[str]:
     return origins
 
 
-def origin_checker(allowed: Any) -> Callable[[dict], Any]:
-    """An allow_request(environ) that refuses origins python-engineio would refuse."""
-    def allow_request(environ: dict) -> Any:
+def _allowed_origins(allowed: Any, environ: dict) -> list | None:
+    """python-engineio's (4.x) list of accepted origins for this request (None: any)."""
+    if allowed is None:
+        return _same_origins(environ)
+    if allowed == "*":
+        return None
+    if isinstance(allowed, str):
+        return [allowed]
+    if callable(allowed):
         origin = environ.get("HTTP_ORIGIN")
-        if not origin:
-            return True
-        if allowed is None:
-            ok = origin in _same_origins(environ)
-        elif allowed == "*":
-            ok = True
-        elif isinstance(allowed, str):
-            ok = origin == allowed
-        elif callable(allowed):
-            try:
-                ok = bool(allowed(origin, environ))
-            except TypeError:
-                ok = bool(allowed(origin))
+        try:
+            ok = allowed(origin, environ)
+        except TypeError:
+            ok = allowed(origin)
+        return [origin] if ok else []
+    return None if "*" in allowed else allowed
+
+
+def origin_checker(allowed: Any) -> Callable[[dict], Any]:
+    """An EngineServer origin_check refusing what python-engineio refuses, as it does:
+    every request (WebSocket upgrades and OPTIONS included) with an Origin header
+    that is not accepted gets 400 and a JSON string; ``[]`` turns the check off."""
+    logged: list[bool] = []
+    logger = logging.getLogger("roomcast.compat")
+
+    def origin_check(environ: dict) -> Refusal | None:
+        origin = environ.get("HTTP_ORIGIN")
+        if allowed == [] or not origin:
+            return None
+        accepted = _allowed_origins(allowed, environ)
+        if accepted is None or origin in accepted:
+            return None
+        message = origin + " is not an accepted origin."
+        if logged:   # python-engineio: an error the first time, then INFO
+            logger.info(message)
         else:
-            ok = "*" in allowed or origin in allowed
-        return True if ok else "Not an accepted origin."
-    return allow_request
+            logged.append(True)
+            logger.error(message + " (further occurrences of this error will be logged "
+                         "with level INFO)")
+        return Refusal("400 BAD REQUEST", "text/plain",
+                       _stdjson.dumps("Not an accepted origin.").encode("utf-8"))
+    return origin_check
 
 
 def _cookie(cookie: Any) -> Any:
@@ -124,7 +147,7 @@ def native_options(options: dict, async_handlers: bool) -> dict:
     else:
         out["cors"] = CorsOptions(origin=True, credentials=options.get("cors_credentials", True),
                                   methods="OPTIONS, GET, POST")
-        out["allow_request"] = origin_checker(allowed)
+    out["origin_check"] = origin_checker(allowed)
     _engine_logging(options.get("engineio_logger"))
     return out
 
@@ -162,7 +185,10 @@ class NativeBridge:
         from roomcast.server import Server as NativeServer
 
         self.compat = compat
-        self.io = NativeServer(path="/socket.io", **native_options(options, compat.async_handlers))
+        native = native_options(options, compat.async_handlers)
+        origin_check = native.pop("origin_check")
+        self.io = NativeServer(path="/socket.io", **native)
+        self.io.engine.origin_check = origin_check
         self._hooked: set[str] = set()
         self._closed_by_client: weakref.WeakSet = weakref.WeakSet()
         self.io.engine.on("connection", self._watch_close_packet)

@@ -1,7 +1,12 @@
-"""CORS for the long-polling requests, with the semantics of Node's `cors` package.
+"""CORS for the long-polling requests, with the semantics of Node's `cors` package,
+and the origin check of every Engine.IO request.
 
-A disallowed origin is not refused: the response simply carries no
-Access-Control-Allow-Origin header, so the browser blocks it (as with Node).
+Headers: a disallowed origin gets no Access-Control-Allow-Origin header, so the
+browser blocks the response (as with Node). Refusal (unlike Node): when ``origin``
+*names* origins (a string other than "*", a list, or a callable), a request whose
+Origin header is another one is refused with 403, WebSocket upgrades included,
+since browsers apply no CORS to WebSockets (cross-site WebSocket hijacking).
+Requests without an Origin header (non-browser clients) pass.
 """
 from __future__ import annotations
 
@@ -39,6 +44,23 @@ class CorsOptions:
                 kwargs["methods"] = ",".join(kwargs["methods"])
             return cls(**kwargs)
         return cls(origin=value)
+
+    @property
+    def names_origins(self) -> bool:
+        """True when ``origin`` restricts origins (not "*", True or False)."""
+        spec = self.origin
+        return not (spec is True or spec is False or spec == "*")
+
+    def origin_allowed(self, request_origin: str) -> bool:
+        """Whether a request from ``request_origin`` may be served at all."""
+        if not self.names_origins:
+            return True
+        spec = self.origin
+        if isinstance(spec, str):
+            return spec == request_origin
+        if callable(spec):
+            return bool(spec(request_origin))
+        return request_origin in set(spec)
 
     def allowed_origin(self, request_origin: str | None) -> str | None:
         """The Access-Control-Allow-Origin value for this request, or None."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 from urllib.parse import parse_qs
 
 # Engine.IO error codes and the messages Node's engine.io answers with.
@@ -24,6 +24,21 @@ ERROR_MESSAGES = {
 }
 
 Headers = list[tuple[str, str]]
+
+ORIGIN_NOT_ALLOWED = "Origin not allowed"
+
+
+class Refusal(NamedTuple):
+    """A complete HTTP answer that refuses a request before any Engine.IO work."""
+    status: str
+    content_type: str
+    body: bytes
+
+
+def origin_refusal() -> Refusal:
+    """The answer to a request from an origin that ``cors`` does not name."""
+    body = json.dumps({"code": FORBIDDEN, "message": ORIGIN_NOT_ALLOWED}, separators=(",", ":"))
+    return Refusal("403 Forbidden", "application/json", body.encode("utf-8"))
 
 
 def query_of(environ: dict) -> dict[str, str]:

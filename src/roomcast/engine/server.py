@@ -37,7 +37,8 @@ class EngineServer:
                  transports: Iterable[str] = TRANSPORTS, allow_upgrades: bool = True,
                  cors: Any = None, allow_request: Callable[[dict], Any] | None = None,
                  cookie: bool | dict | None = None, http_compression: bool = True,
-                 compression_threshold: int = 1024, initial_packet: str | bytes | None = None
+                 compression_threshold: int = 1024, initial_packet: str | bytes | None = None,
+                 origin_check: Callable[[dict], "http.Refusal | None"] | None = None
                  ) -> None:
         self.path = "/" + path.strip("/")
         self.ping_interval = float(ping_interval)
@@ -50,6 +51,9 @@ class EngineServer:
             raise ValueError(f"unknown transports: {sorted(unknown)}")
         self.allow_upgrades = allow_upgrades
         self.cors = CorsOptions.from_value(cors)
+        # origin_check(environ) -> Refusal | None runs first on every request; by
+        # default it refuses origins that cors does not name (see engine/cors.py)
+        self.origin_check = origin_check if origin_check is not None else self._cors_origin_check
         self.allow_request = allow_request
         self.cookie = self._cookie_options(cookie)
         self.http_compression = http_compression
@@ -105,7 +109,38 @@ class EngineServer:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         return self.handle_request(environ, start_response)
 
+    def _cors_origin_check(self, environ: dict) -> "http.Refusal | None":
+        origin = environ.get("HTTP_ORIGIN")
+        if not origin or self.cors is None or not self.cors.names_origins:
+            return None
+        try:
+            allowed = self.cors.origin_allowed(origin)
+        except Exception:   # a bug in the user's origin callable refuses, loudly
+            log.exception("error in the cors origin callable")
+            allowed = False
+        if allowed:
+            return None
+        log.info("refused a request from origin %r (not in cors)", origin)
+        return http.origin_refusal()
+
+    def origin_refusal(self, environ: dict) -> "http.Refusal | None":
+        """The refusal of a request whose origin is not allowed, or None (asked
+        first on every request, and by roomcast's WebSocketHandler before upgrading)."""
+        refusal = self.origin_check(environ)
+        if refusal is not None and self._handlers.get("connection_error"):
+            self._emit("connection_error", {"environ": environ, "code": http.FORBIDDEN,
+                                            "message": http.ORIGIN_NOT_ALLOWED})
+        return refusal
+
     def handle_request(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        ws = environ.get("wsgi.websocket")
+        refusal = self.origin_refusal(environ)
+        if refusal is not None:
+            if ws is not None:
+                # the stock gevent-websocket handler has already answered 101
+                self._refuse_websocket(ws, http.FORBIDDEN, http.ORIGIN_NOT_ALLOWED)
+                return []
+            return http.respond(start_response, refusal.status, refusal.body, refusal.content_type)
         method = environ.get("REQUEST_METHOD", "GET")
         cors_headers: list = []
         if self.cors is not None:
@@ -113,7 +148,6 @@ class EngineServer:
             if method == "OPTIONS":
                 return http.respond(start_response, "204 No Content", b"", None, cors_headers)
         query = http.query_of(environ)
-        ws = environ.get("wsgi.websocket")
         code, message = self._verify(environ, method, query, ws is not None)
         if code is not None:
             if self._handlers.get("connection_error"):
