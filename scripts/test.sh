@@ -2,7 +2,7 @@
 # The whole test suite, from a fresh Debian machine with Python >= 3.10, node and npm:
 #   bash scripts/test.sh [pytest arguments...]
 # Prepares .venv (roomcast installed with its compiled core when a C compiler is
-# present), tests/js/node_modules, chromium and Redis, then runs pytest. Safe to re-run.
+# present), tests/js/node_modules, chromium, Redis and RabbitMQ, then runs pytest. Safe to re-run.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -98,6 +98,30 @@ else
     echo "no Redis on 127.0.0.1:6379: the tests start their own redis-server"
 fi
 command -v redis-server >/dev/null && redis-server --version
+
+step "RabbitMQ (python-socketio's KombuManager tests)"
+port_answers() {
+    "$VPY" -c 'import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()
+except OSError:
+    sys.exit(1)' "$1"
+}
+if port_answers 5672; then
+    echo "using the RabbitMQ on 127.0.0.1:5672 (tests use their own exchanges)"
+else
+    if ! command -v rabbitmq-server >/dev/null; then
+        apt_install rabbitmq-server || echo "WARNING: rabbitmq-server is missing and could" \
+            "not be installed: the KombuManager tests will fail" >&2
+    fi
+    if command -v rabbitmq-server >/dev/null; then
+        echo "starting rabbitmq-server"
+        rabbitmq-server -detached >/dev/null 2>&1 || true
+        for _ in $(seq 120); do port_answers 5672 && break; sleep 0.5; done
+        port_answers 5672 && echo "RabbitMQ answers on 5672" \
+            || echo "WARNING: RabbitMQ did not start: the KombuManager tests will fail" >&2
+    fi
+fi
 
 step "pytest $*"
 set +e

@@ -1,8 +1,9 @@
 """A python-socketio compatible server: ``import roomcast.compat as socketio``.
 
 The server side of python-socketio 5.x (sync API, gevent) on top of roomcast's
-native Socket.IO server. Client classes, async servers and message-queue
-managers are not provided; asking for one says so.
+native Socket.IO server, with python-socketio's message queues (``RedisManager``,
+``KombuManager``) in their own wire format. Client classes, async servers and
+the Kafka / ZeroMQ managers are not provided; asking for one says so.
 
 Where it knowingly differs from python-socketio:
 
@@ -28,9 +29,16 @@ from typing import Any
 from . import exceptions
 from .middleware import Middleware, WSGIApp
 from .namespace import Namespace
+from .managers import PubSubManager
 from .server import Manager, Server
 
-__all__ = ["Server", "Namespace", "WSGIApp", "Middleware", "Manager", "exceptions"]
+__all__ = ["Server", "Namespace", "WSGIApp", "Middleware", "Manager", "PubSubManager",
+           "RedisManager", "KombuManager", "exceptions"]
+
+_LAZY = {   # backends whose client library is an optional dependency
+    "RedisManager": ".managers_redis",
+    "KombuManager": ".managers_kombu",
+}
 
 _NOT_PROVIDED = {
     "Client": "use the python-socketio package for clients",
@@ -44,17 +52,18 @@ _NOT_PROVIDED = {
     "AsyncManager": "roomcast runs on gevent: use Server",
     "ASGIApp": "roomcast runs on gevent: use WSGIApp",
     "get_tornado_handler": "roomcast runs on gevent: use WSGIApp",
-    "RedisManager": "use roomcast.Server with roomcast.adapters.redis for several servers",
-    "AsyncRedisManager": "use roomcast.Server with roomcast.adapters.redis for several servers",
-    "KombuManager": "only the in-memory manager is supported",
-    "KafkaManager": "only the in-memory manager is supported",
-    "ZmqManager": "only the in-memory manager is supported",
-    "PubSubManager": "only the in-memory manager is supported",
-    "AsyncAioPikaManager": "only the in-memory manager is supported",
+    "AsyncRedisManager": "roomcast runs on gevent: use RedisManager",
+    "KafkaManager": "use RedisManager or KombuManager (Kafka is not supported)",
+    "ZmqManager": "use RedisManager or KombuManager (ZeroMQ is not supported)",
+    "AsyncAioPikaManager": "roomcast runs on gevent: use KombuManager",
 }
 
 
 def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
+        return getattr(importlib.import_module(module, __name__), name)
     why = _NOT_PROVIDED.get(name)
     if why is not None:
         raise AttributeError(f"roomcast.compat does not provide {name}: {why}")

@@ -44,11 +44,13 @@ class Reason:
 
 
 class Manager:
-    """The in-memory client manager: the only one roomcast.compat supports.
+    """The in-memory client manager (python-socketio's ``Manager``).
 
-    It offers the read-only queries apps use on ``sio.manager``; for a Redis
-    cluster use roomcast.Server with roomcast.adapters.redis instead.
+    It offers the read-only queries apps use on ``sio.manager``. The message-queue
+    managers (managers.py) extend it to share clients between servers.
     """
+
+    uses_queue = False
 
     def __init__(self) -> None:
         self.server: Server | None = None
@@ -57,6 +59,9 @@ class Manager:
         self.server = server
 
     def initialize(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     def get_namespaces(self) -> list[str]:
@@ -85,13 +90,25 @@ def _check_manager(client_manager: Any) -> Manager:
     if isinstance(client_manager, Manager):
         return client_manager
     cls = type(client_manager)
-    # python-socketio's own in-memory Manager is equivalent: accept it
-    if cls.__name__ == "Manager" and cls.__module__ == "socketio.manager":
+    # python-socketio's own managers: the equivalent roomcast one, same settings
+    if cls.__module__ == "socketio.manager" and cls.__name__ == "Manager":
         return Manager()
+    if cls.__module__ == "socketio.redis_manager" and cls.__name__ == "RedisManager":
+        from .managers_redis import RedisManager
+        return RedisManager(client_manager.redis_url, channel=client_manager.channel,
+                            write_only=client_manager.write_only,
+                            redis_options=client_manager.redis_options)
+    if cls.__module__ == "socketio.kombu_manager" and cls.__name__ == "KombuManager":
+        from .managers_kombu import KombuManager
+        return KombuManager(client_manager.url, channel=client_manager.channel,
+                            write_only=client_manager.write_only,
+                            connection_options=client_manager.connection_options,
+                            exchange_options=client_manager.exchange_options,
+                            queue_options=client_manager.queue_options,
+                            producer_options=client_manager.producer_options)
     raise ValueError(
-        f"roomcast.compat supports only the in-memory client manager, not "
-        f"{cls.__module__}.{cls.__name__}; for several servers use roomcast.Server "
-        f"with adapter=roomcast.adapters.redis.RedisAdapter")
+        f"roomcast.compat supports the in-memory, Redis and Kombu client managers, not "
+        f"{cls.__module__}.{cls.__name__}")
 
 
 class _Client:
@@ -183,6 +200,7 @@ class Server:
         # reach them here (python-socketio counts them in their rooms already)
         self._pending: dict[str, dict[str, _Client]] = {}
         self._bridge = NativeBridge(self, kwargs)
+        self.manager.initialize()
 
     # -- registration --------------------------------------------------------
 
@@ -366,6 +384,11 @@ class Server:
         """
         namespace = namespace or "/"
         room = to or room
+        if self.manager.uses_queue and not ignore_queue:
+            # here and on the other servers of the queue (it comes back with ignore_queue)
+            self.manager.emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid,
+                              callback=callback)
+            return
         self.logger.info('emitting event "%s" to %s [%s]', event, room or "all", namespace)
         args = self._prepare(_as_args(data))
         skip = frozenset() if skip_sid is None else (
@@ -407,7 +430,7 @@ class Server:
             raise RuntimeError("Cannot use call() when async_handlers is False.")
         done = gevent.event.AsyncResult()
         self.emit(event, data=data, room=to or sid, namespace=namespace,
-                  callback=lambda *args: done.set(args))
+                  callback=lambda *args: done.set(args), ignore_queue=ignore_queue)
         try:
             args = done.get(timeout=timeout)
         except gevent.Timeout:
@@ -421,9 +444,13 @@ class Server:
     def _client(self, sid: str, namespace: str | None) -> _Client | None:
         return self._clients.get(namespace or "/", {}).get(sid)
 
-    def enter_room(self, sid: str, room: Any, namespace: str | None = None) -> None:
+    def enter_room(self, sid: str, room: Any, namespace: str | None = None,
+                   ignore_queue: bool = False) -> None:
         namespace = namespace or "/"
         client = self._client(sid, namespace)
+        if client is None and self.manager.uses_queue and not ignore_queue:
+            self.manager.enter_room(sid, namespace, room)   # a client of another server
+            return
         if client is None:
             raise ValueError("sid is not connected to requested namespace")
         if room != sid and room in self._clients.get(namespace, {}):
@@ -431,16 +458,24 @@ class Server:
         self.logger.info("%s is entering room %s [%s]", sid, room, namespace)
         client.socket.join(room)
 
-    def leave_room(self, sid: str, room: Any, namespace: str | None = None) -> None:
+    def leave_room(self, sid: str, room: Any, namespace: str | None = None,
+                   ignore_queue: bool = False) -> None:
         client = self._client(sid, namespace)
+        if client is None and self.manager.uses_queue and not ignore_queue:
+            self.manager.leave_room(sid, namespace, room)   # a client of another server
+            return
         if client is not None:
             self.logger.info("%s is leaving room %s [%s]", sid, room, namespace or "/")
             client.socket.leave(room)
 
-    def close_room(self, room: Any, namespace: str | None = None) -> None:
+    def close_room(self, room: Any, namespace: str | None = None,
+                   ignore_queue: bool = False) -> None:
         namespace = namespace or "/"
         if room in self._clients.get(namespace, {}):
             raise ValueError("cannot close a sid room")
+        if self.manager.uses_queue and not ignore_queue:
+            self.manager.close_room(room, namespace)   # here and on the other servers
+            return
         self.logger.info("room %s is closing [%s]", room, namespace)
         for socket in self._bridge.sockets_in(namespace, [room]):
             socket.leave(room)
@@ -485,6 +520,9 @@ class Server:
                    ignore_queue: bool = False) -> None:
         """Disconnect a client from a namespace (its disconnect handler runs first)."""
         client = self._client(sid, namespace)
+        if client is None and self.manager.uses_queue and not ignore_queue:
+            self.manager.can_disconnect(sid, namespace or "/")   # asks the other servers
+            return
         if client is None or client.state != "connected":
             return
         self.logger.info("Disconnecting %s [%s]", sid, namespace or "/")
@@ -506,6 +544,7 @@ class Server:
         """Disconnect every client and stop the server's background work
         (python-engineio's shutdown only stops its own background task)."""
         self.logger.info("Socket.IO is shutting down")
+        self.manager.close()
         self._bridge.close()
 
     def instrument(self, *args: Any, **kwargs: Any) -> None:
