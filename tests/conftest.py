@@ -74,9 +74,10 @@ def wait_until(predicate: Callable[[], Any], what: str = "the condition",
         gevent.sleep(interval)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def wait_for() -> Callable[..., Any]:
-    """``wait_for(predicate, what="...", timeout=10.0)``: see ``wait_until``."""
+    """``wait_for(predicate, what="...", timeout=10.0)``: see ``wait_until``.
+    Session-scoped (it holds no state) so that fixtures of any scope can use it."""
     return wait_until
 
 
@@ -363,11 +364,10 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
                             cwd=str(workdir), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10.0
-        while not _redis_answers("127.0.0.1", port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"redis-server did not start on port {port}", pytrace=False)
-            gevent.sleep(0.05)
+        wait_until(lambda: proc.poll() is not None or _redis_answers("127.0.0.1", port),
+                   f"redis-server to start on port {port}")
+        if proc.poll() is not None:
+            pytest.fail(f"redis-server exited at start on port {port}", pytrace=False)
         yield f"redis://127.0.0.1:{port}"
     finally:
         proc.terminate()

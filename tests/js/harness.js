@@ -5,7 +5,10 @@
 //   URL       the server's base URL, e.g. "http://127.0.0.1:40123"
 //   done(v)   report v to the Python test (printed as one JSON line) and exit 0
 //   fail(m)   fail the Python test with message m
-//   sleep(ms) a Promise resolved after ms milliseconds
+//   sleep(ms) a Promise resolved after ms milliseconds (pacing, or proving that
+//             something does not happen; never to wait for a state: use until)
+//   until(predicate, what, ms = 10000)  a Promise resolved once predicate() is true
+//             (polled every 10 ms); rejects naming `what` after ms milliseconds
 //   log(...)  console.error (stderr is shown when a test fails)
 //   once(emitter, event)  a Promise of the event's arguments, as an array
 //   require   resolves from tests/js/node_modules (socket.io, redis, ...)
@@ -97,6 +100,14 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+async function until(predicate, what = "the condition", ms = 10000) {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() >= deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
 function log(...args) {
   console.error(...args);
 }
@@ -112,11 +123,12 @@ const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
 const body = fs.readFileSync(snippetFile, "utf8");
 let snippet;
 try {
-  snippet = new AsyncFunction("io", "URL", "done", "fail", "sleep", "log", "once", "require", body);
+  snippet = new AsyncFunction("io", "URL", "done", "fail", "sleep", "until", "log", "once", "require",
+                              body);
 } catch (err) {
   fail(`the snippet does not compile: ${err.stack}`);
 }
-snippet(io, url, done, fail, sleep, log, once, require).then(
+snippet(io, url, done, fail, sleep, until, log, once, require).then(
   (value) => {
     if (value !== undefined) done(value);
   },

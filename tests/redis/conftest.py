@@ -22,14 +22,15 @@ def redis_key(redis_url: str) -> str:
 
 
 @pytest.fixture
-def cluster(redis_url: str, redis_key: str, impl: str) -> Callable[..., ClusterNode]:
+def cluster(redis_url: str, redis_key: str, impl: str,
+            wait_for: Callable[..., Any]) -> Callable[..., ClusterNode]:
     """cluster(kind="roomcast"|"node", **config) starts a node on the test's key prefix."""
     nodes: list[ClusterNode] = []
 
     def _start(kind: str = "roomcast", **config: Any) -> ClusterNode:
         config.setdefault("redis", redis_url)
         config.setdefault("key", redis_key)
-        node = ClusterNode(kind, config, impl)
+        node = ClusterNode(kind, config, impl, wait_for)
         nodes.append(node)
         return node
 
@@ -50,7 +51,8 @@ def _port_pair_free(port: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory,
+                      wait_for: Callable[..., Any]) -> str:
     """A 3-primary Redis Cluster of this session (redis-server --cluster-enabled);
     the URL of one of its nodes."""
     import random
@@ -73,17 +75,16 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> str:
                 [binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                  "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"],
                 cwd=str(node_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        with gevent.Timeout(10, AssertionError("the Redis Cluster nodes did not start")):
-            for port in ports:
-                while subprocess.run([cli, "-p", str(port), "ping"], capture_output=True).stdout.strip() != b"PONG":
-                    gevent.sleep(0.05)
+        for port in ports:
+            wait_for(lambda: subprocess.run([cli, "-p", str(port), "ping"],
+                                            capture_output=True).stdout.strip() == b"PONG",
+                     f"the Redis Cluster node on port {port} to start")
         subprocess.run([cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
                         "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True)
-        with gevent.Timeout(15, AssertionError("the Redis Cluster did not become ready")):
-            for port in ports:
-                while b"cluster_state:ok" not in subprocess.run(
-                        [cli, "-p", str(port), "cluster", "info"], capture_output=True).stdout:
-                    gevent.sleep(0.1)
+        for port in ports:
+            wait_for(lambda: b"cluster_state:ok" in subprocess.run(
+                [cli, "-p", str(port), "cluster", "info"], capture_output=True).stdout,
+                     f"the Redis Cluster to be ready on port {port}", timeout=15)
         yield f"redis://127.0.0.1:{ports[0]}"
     finally:
         for proc in procs:

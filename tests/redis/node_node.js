@@ -1,6 +1,7 @@
 // A Node Socket.IO cluster node for the mixed-cluster tests:
 //   node node_node.js '{"port":0,"redis":"redis://...","key":"...","sharded":false,
-//                       "requestsTimeout":2000,"specificResponseChannel":false}'
+//                       "requestsTimeout":2.0,"specificResponseChannel":false}'
+// (times in seconds, as for roomcast_node.py)
 // It speaks the same JSON-lines control protocol as roomcast_node.py:
 //   stdout {"ready": port}, then {"id", "result"} / {"id", "error"} per stdin command,
 //   and {"event": "server_side", "args": [...]} when a server-side emit arrives.
@@ -35,7 +36,7 @@ async function main() {
   pub.on("error", () => {});
   sub.on("error", () => {});
   await Promise.all([pub.connect(), sub.connect()]);
-  const opts = { key: cfg.key, requestsTimeout: cfg.requestsTimeout || 2000,
+  const opts = { key: cfg.key, requestsTimeout: (cfg.requestsTimeout || 2.0) * 1000,
                  publishOnSpecificResponseChannel: !!cfg.specificResponseChannel };
   const adapter = cfg.sharded
     ? createShardedAdapter(pub, sub, { channelPrefix: cfg.key, subscriptionMode: cfg.subscriptionMode || "dynamic" })

@@ -36,10 +36,15 @@ def _bytes_default(value: Any) -> Any:
 
 
 class ClusterNode:
-    """One server process; ``call(op, **kw)`` sends a command and waits for its result."""
+    """One server process; ``call(op, **kw)`` sends a command and waits for its result.
 
-    def __init__(self, kind: str, config: dict, impl: str) -> None:
+    ``wait_for`` is the suite's fixture of that name (tests/conftest.py); the node keeps
+    it as ``node.wait_for`` for the helpers that wait on nodes."""
+
+    def __init__(self, kind: str, config: dict, impl: str,
+                 wait_for: Callable[..., Any]) -> None:
         self.kind = kind
+        self.wait_for = wait_for
         self.config = config   # as given: redis URL, key, adapter options
         self.events: list[dict] = []
         self._ids = itertools.count(1)
@@ -106,14 +111,12 @@ class ClusterNode:
         return msg["result"]
 
     def wait_clients(self, count: int, nsp: str = "/", timeout: float = 10.0) -> None:
-        with gevent.Timeout(timeout, AssertionError(f"{self.kind} node: fewer than {count} clients")):
-            while self.call("localCount", nsp=nsp) < count:
-                gevent.sleep(0.02)
+        self.wait_for(lambda: self.call("localCount", nsp=nsp) >= count,
+                       f"{count} clients on the {self.kind} node", timeout=timeout)
 
-    def wait_event(self, count: int = 1, timeout: float = 5.0) -> list[dict]:
-        with gevent.Timeout(timeout, AssertionError(f"{self.kind} node: {len(self.events)} events")):
-            while len(self.events) < count:
-                gevent.sleep(0.02)
+    def wait_event(self, count: int = 1, timeout: float = 10.0) -> list[dict]:
+        self.wait_for(lambda: len(self.events) >= count,
+                       f"{count} server-side events on the {self.kind} node", timeout=timeout)
         return self.events
 
     def stop(self) -> None:
@@ -130,14 +133,15 @@ class ClusterNode:
         gevent.killall(self._readers, timeout=1)
 
 
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
-    """Poll ``predicate`` cooperatively until it returns something true."""
-    with gevent.Timeout(timeout, AssertionError(f"timed out waiting for {what}")):
-        while True:
-            value = predicate()
-            if value:
-                return value
-            gevent.sleep(0.03)
+def emit_until_received(wait_for: Callable[..., Any], emitter: Any, client: Any, *args: Any) -> None:
+    """Emit ``args`` again and again until the JS ``client`` (which ends on the first)
+    got one: "connected" is Redis's first subscribe confirmation, and the moment the
+    other subscriptions of the connection are in place is not observable from outside."""
+    def received() -> bool:
+        emitter.emit(*args)
+        return client.proc.poll() is not None
+
+    wait_for(received, f"the client to receive {args[0]!r}", interval=0.1)
 
 
 def new_key() -> str:

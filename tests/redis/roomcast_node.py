@@ -137,7 +137,7 @@ class Node:
                 if rate:
                     delay = start + seq / rate - time.time()
                     if delay > 0:
-                        gevent.sleep(delay)
+                        gevent.sleep(delay)   # pacing the load at `rate` events per second
                 elif seq % 256 == 0:
                     gevent.sleep(0)   # let the publisher greenlet send what is queued
                 target.emit(ev, seq, time.time() * 1000)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import gevent
 import pytest
 
 import roomcast.compat as socketio
@@ -91,7 +90,7 @@ def test_static_files_and_other_app(serve, run_js, tmp_path):
     assert pages == ["text/html", INDEX, "the rest of the site"]
 
 
-def test_chat_with_the_js_client(serve, run_js, tmp_path):
+def test_chat_with_the_js_client(serve, run_js, tmp_path, wait_for):
     log: list = []
     sio, app = make_chat_app(tmp_path, log)
     url = serve(app)
@@ -102,23 +101,23 @@ def test_chat_with_the_js_client(serve, run_js, tmp_path):
         alice.on("my_response", (m) => inbox.alice.push(m));
         bob.on("my_response", (m) => inbox.bob.push(m));
         await Promise.all([once(alice, "connect"), once(bob, "connect")]);
-        const until = async (who, n) => { while (inbox[who].length < n) await sleep(10); };
+        const has = (who, n) => until(() => inbox[who].length >= n, `${n} messages for ${who}`);
 
         alice.emit("my_event", {data: "just for me"});
         const rooms = await alice.emitWithAck("join", {room: "r1"});
         await bob.emitWithAck("join", {room: "r1"});
-        await until("alice", 3); await until("bob", 2);
+        await has("alice", 3); await has("bob", 2);
 
         alice.emit("my_room_event", {room: "r1", data: "hi room"});     // bob only
-        await until("bob", 3);
+        await has("bob", 3);
         bob.emit("my_broadcast_event", {data: "hi all"});               // both
-        await until("alice", 4); await until("bob", 4);
+        await has("alice", 4); await has("bob", 4);
 
         bob.emit("close_room", {room: "r1"});                           // both, then closed
-        await until("alice", 5); await until("bob", 5);
+        await has("alice", 5); await has("bob", 5);
         alice.emit("my_room_event", {room: "r1", data: "anyone?"});     // nobody
         bob.emit("my_event", {data: "still here"});
-        await until("bob", 6);
+        await has("bob", 6);
 
         const gone = once(alice, "disconnect");
         alice.emit("disconnect_request");
@@ -143,12 +142,10 @@ def test_chat_with_the_js_client(serve, run_js, tmp_path):
         {"data": "still here"},
     ]
     assert ("connect", "alice") in log and ("connect", "bob") in log
-    with gevent.Timeout(5):
-        while ("disconnect", "server disconnect") not in log:
-            gevent.sleep(0.01)
+    wait_for(lambda: ("disconnect", "server disconnect") in log, "the disconnect handler")
 
 
-def test_chat_with_the_python_socketio_client(serve, start_psio, tmp_path):
+def test_chat_with_the_python_socketio_client(serve, start_psio, tmp_path, wait_for):
     log: list = []
     sio, app = make_chat_app(tmp_path, log)
     url = serve(app)
@@ -166,7 +163,7 @@ def test_chat_with_the_python_socketio_client(serve, start_psio, tmp_path):
             inbox.wait(3)                        # dave's room message
             sio.emit("my_broadcast_event", {"data": "hi all from " + NAME})
             inbox.wait(4)
-            time.sleep(0.2)                      # nothing more should come
+            time.sleep(0.2)                      # proving a negative: nothing more comes
         else:                                    # carol is in r1 already
             sio.emit("my_room_event", {"room": "r1", "data": "hello carol"})
             inbox.wait(3)
@@ -175,11 +172,13 @@ def test_chat_with_the_python_socketio_client(serve, start_psio, tmp_path):
         done({"rooms": rooms, "inbox": inbox.items, "connected": sio.connected})
     """)
     carol = start_psio('NAME = "carol"; TRANSPORTS = ["polling", "websocket"]\n' + client, url)
-    with gevent.Timeout(10):
-        while not list(sio.manager.get_participants("/", "r1")):
-            if carol.proc.poll() is not None:
-                carol.result()             # raises with the client's output
-            gevent.sleep(0.02)
+
+    def carol_in_r1():
+        if carol.proc.poll() is not None:
+            carol.result()             # raises with the client's output
+        return list(sio.manager.get_participants("/", "r1"))
+
+    wait_for(carol_in_r1, "carol to join r1")
     dave = start_psio('NAME = "dave"; TRANSPORTS = ["websocket"]\n' + client, url)
     carol_result, dave_result = carol.result(), dave.result()
     assert carol_result == {"rooms": ["r1"], "connected": True, "inbox": [

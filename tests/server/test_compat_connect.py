@@ -12,12 +12,6 @@ import roomcast.compat as socketio
 
 
 
-def wait_for(condition, timeout: float = 5.0) -> None:
-    with gevent.Timeout(timeout):
-        while not condition():
-            gevent.sleep(0.01)
-
-
 def test_connect_refusals_reach_the_js_client(serve, run_js):
     sio = socketio.Server()
     seen = []
@@ -96,7 +90,7 @@ def test_refusal_reaches_the_python_client(serve, run_psio):
                       "ok": True}
 
 
-def test_legacy_handler_signatures(serve, run_js):
+def test_legacy_handler_signatures(serve, run_js, wait_for):
     sio = socketio.Server()
     log = []
 
@@ -121,11 +115,12 @@ def test_legacy_handler_signatures(serve, run_js):
         const noAuth = io(URL + "/auth", {forceNew: true});
         await once(noAuth, "connect");
         const sid = main.id;
+        const sent = once(main.io.engine, "drain");   // the DISCONNECT packet is written
         main.disconnect();
-        await sleep(100);
+        await sent;
         done(sid);
     """, url)
-    wait_for(lambda: ("disconnect", sid) in log)
+    wait_for(lambda: ("disconnect", sid) in log, "the disconnect handler")
     assert ("connect", "GET") in log
     assert ("auth", {"k": 1}) in log and ("auth", None) in log
 
@@ -177,7 +172,7 @@ def test_broadcasts_from_a_connect_handler_include_the_new_client(serve, run_js)
         };
         await open("first");
         await open("second");
-        await sleep(100);
+        await until(() => inbox.first.length >= 5 && inbox.second.length >= 2, "seven events");
         done(inbox);
     """, url)
     assert result == {
@@ -212,7 +207,7 @@ def test_always_connect(serve, run_js):
         done(events);
     """, url)
     assert result == ["connect", "early bird", "io server disconnect"]
-    gevent.sleep(0.1)
+    gevent.sleep(0.1)   # proving a negative: no disconnect handler runs, even a bit later
     assert disconnects == []    # a refused connection never "connected" for the app
 
 
@@ -282,7 +277,7 @@ def test_handlers_added_to_a_live_wildcard_namespace(serve, run_js):
     assert len(connects) == 1      # the handler ran once, not once per hook
 
 
-def test_disconnect_reasons(serve, run_js):
+def test_disconnect_reasons(serve, run_js, wait_for):
     sio = socketio.Server(ping_interval=0.2, ping_timeout=0.3)
     reasons = {}
 
@@ -324,7 +319,7 @@ def test_disconnect_reasons(serve, run_js):
         await once(silent, "disconnect");
         done();
     """, url)
-    wait_for(lambda: len(reasons) == 5)
+    wait_for(lambda: len(reasons) == 5, "five disconnect reasons")
     assert reasons == {
         "client": "client disconnect",
         "engine": "client disconnect",

@@ -5,7 +5,6 @@ import datetime
 import decimal
 import json
 
-import gevent
 import pytest
 
 import roomcast.compat as socketio
@@ -47,18 +46,16 @@ def three_clients_server():
     return sio
 
 
-def run_three(serve, start_js, sio, emits) -> dict:
+def run_three(serve, start_js, wait_for, sio, emits) -> dict:
     url = serve(sio)
     run = start_js(THREE_CLIENTS, url)
-    with gevent.Timeout(10):
-        while len(sio.sids) < 3:
-            gevent.sleep(0.01)
+    wait_for(lambda: len(sio.sids) == 3, "three ready clients")
     emits(sio, sio.sids)
     sio.emit("end")
     return run.result()
 
 
-def test_emit_targets(serve, start_js):
+def test_emit_targets(serve, start_js, wait_for):
     def emits(sio, sids):
         sio.emit("all", 1)
         sio.emit("to sid", 2, to=sids["a"])
@@ -74,7 +71,7 @@ def test_emit_targets(serve, start_js):
         sio.emit("elsewhere", 9, namespace="/nobody")            # no such namespace: no-op
         sio.emit("empty room", 10, to="nobody's room")
 
-    inbox = run_three(serve, start_js, three_clients_server(), emits)
+    inbox = run_three(serve, start_js, wait_for, three_clients_server(), emits)
     assert inbox["a"] == [["all", 1], ["to sid", 2], ["room", 4], ["rooms", 5],
                           ["binary", {"blob": b"\x00\xff"}], ["no args"]]
     assert inbox["b"] == [["all", 1], ["room alias", 3], ["room", 4], ["rooms", 5],
@@ -83,7 +80,7 @@ def test_emit_targets(serve, start_js):
                           ["several", 8, "x", {"y": None}], ["message", "text"]]
 
 
-def test_rooms_api(serve, start_js):
+def test_rooms_api(serve, start_js, wait_for):
     def emits(sio, sids):
         a, b, c = sids["a"], sids["b"], sids["c"]
         assert sorted(sio.rooms(b)) == sorted([b, "red", "blue"])
@@ -106,7 +103,7 @@ def test_rooms_api(serve, start_js):
         assert sio.manager.get_namespaces() == ["/"]
         assert sio.manager.is_connected(a, "/")
 
-    inbox = run_three(serve, start_js, three_clients_server(), emits)
+    inbox = run_three(serve, start_js, wait_for, three_clients_server(), emits)
     assert inbox == {"a": [["red after leave"]], "b": [], "c": []}
 
 
@@ -136,7 +133,7 @@ def test_callbacks_and_call_with_the_python_client(serve, run_psio):
         sio.on("double", lambda n: n * 2)
         sio.on("pair", lambda a, b: (b, a))
         sio.on("nothing", lambda: None)
-        sio.on("silent", lambda: time.sleep(1))
+        sio.on("silent", lambda: time.sleep(1))    # answers too late for the 0.2 s call
         inbox = Inbox()
         sio.on("finished", lambda: inbox.put("finished"))
         sio.connect(URL)
@@ -150,14 +147,12 @@ def test_callbacks_and_call_with_the_python_client(serve, run_psio):
         sio.call("x")
 
 
-def test_callback_on_a_room_emit_runs_once_per_client(serve, start_js):
+def test_callback_on_a_room_emit_runs_once_per_client(serve, start_js, wait_for):
     acks = []
 
     def emits(sio, sids):
         sio.emit("ack me", "please", to="red", callback=lambda *a: acks.append(a))
-        with gevent.Timeout(5):
-            while len(acks) < 2:
-                gevent.sleep(0.01)
+        wait_for(lambda: len(acks) == 2, "both acks")
 
     sio = three_clients_server()
     url = serve(sio)
@@ -165,9 +160,7 @@ def test_callback_on_a_room_emit_runs_once_per_client(serve, start_js):
         "s.onAny((event, ...args) => {",
         "s.on(\"ack me\", (x, ack) => ack(names[i], x));\n        s.onAny((event, ...args) => {"),
         url)
-    with gevent.Timeout(10):
-        while len(sio.sids) < 3:
-            gevent.sleep(0.01)
+    wait_for(lambda: len(sio.sids) == 3, "three ready clients")
     emits(sio, sio.sids)
     sio.emit("end")
     run.result()
@@ -257,6 +250,6 @@ def test_background_tasks_and_sleep(serve, run_js):
         const ticks = [];
         s.on("tick", (n) => ticks.push(n));
         const joinable = await s.emitWithAck("start");
-        while (ticks.length < 3) await sleep(10);
+        await until(() => ticks.length >= 3, "three ticks");
         done([joinable, ticks]);
     """, url) == [True, [0, 1, 2]]

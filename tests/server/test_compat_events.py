@@ -138,7 +138,7 @@ class Legacy(real_socketio.Namespace):
         self.emit("echo", {"value": value, "auth": self.get_session(sid)["auth"]}, to=sid)
 
 
-def test_class_based_namespaces(serve, run_js):
+def test_class_based_namespaces(serve, run_js, wait_for):
     sio = socketio.Server()
     log = []
     sio.register_namespace(Chat("/chat", log))
@@ -155,8 +155,9 @@ def test_class_based_namespaces(serve, run_js):
         legacy.emit("echo", 5);
         const [echo] = await once(legacy, "echo");
         const id = a.id;
+        const sent = once(a.io.engine, "drain");   // the DISCONNECT packet is written
         a.disconnect();
-        await sleep(100);
+        await sent;
         done({ack, said, sid, id, rooms: rooms.sort(), echo});
     """, url)
     assert result["ack"] == "ok"
@@ -164,9 +165,7 @@ def test_class_based_namespaces(serve, run_js):
     assert result["echo"] == {"value": 5, "auth": {"t": 1}}
     assert result["sid"] == result["id"]
     assert result["rooms"] == sorted([result["id"], "everyone"])
-    with gevent.Timeout(5):
-        while ("disconnect", "client disconnect") not in log:
-            gevent.sleep(0.01)
+    wait_for(lambda: ("disconnect", "client disconnect") in log, "the disconnect handler")
     assert log.count("connect") == 2
 
 

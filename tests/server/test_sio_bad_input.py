@@ -82,16 +82,14 @@ def assert_still_served(io, client: RawSio) -> None:
     '4511-["x",{"_placeholder":true,"num":0}]',   # more attachments than max_attachments
     "42abc[\"x\"]",                         # garbage where the ack id goes
 ])
-def test_invalid_packet_closes_only_that_connection(sio_server, in_thread, packet):
+def test_invalid_packet_closes_only_that_connection(sio_server, in_thread, packet, wait_for):
     io, url, reasons = sio_server
     good = good_client(in_thread, url)
     bad = good_client(in_thread, url)
     bad.send(packet)
     assert bad.closed()
     assert_still_served(io, good)
-    with gevent.Timeout(2):
-        while "parse error" not in reasons:
-            gevent.sleep(0.01)
+    wait_for(lambda: "parse error" in reasons, "the parse error")
     assert reasons == ["parse error"]
     good.close()
 
@@ -135,16 +133,14 @@ def test_invalid_namespace_gets_connect_error_and_the_connection_stays(sio_serve
     assert client.recv().startswith('40/chat,{"sid":"')
 
 
-def test_packet_for_unjoined_namespace_closes(sio_server, in_thread):
+def test_packet_for_unjoined_namespace_closes(sio_server, in_thread, wait_for):
     io, url, reasons = sio_server
     good = good_client(in_thread, url)
     bad = good_client(in_thread, url)
     bad.send('42/chat,["hello"]')
     assert bad.closed()
     assert_still_served(io, good)
-    with gevent.Timeout(2):
-        while not reasons:
-            gevent.sleep(0.01)
+    wait_for(lambda: reasons, "the disconnect reason")
     assert reasons == ["forced server close"]
 
 

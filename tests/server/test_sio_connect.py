@@ -152,16 +152,18 @@ def test_parent_namespace_emit_reaches_children(serve, run_js):
     assert result == [["hi"], ["hi"]]
 
 
-def test_cleanup_empty_child_namespaces(serve, run_js):
+def test_cleanup_empty_child_namespaces(serve, run_js, wait_for):
     io = roomcast.Server(cleanup_empty_child_namespaces=True)
     parent = io.of(re.compile(r"^/tmp-\d+$"))
     run_js("""
         const s = io(URL + "/tmp-1");
         await once(s, "connect");
+        const sent = once(s.io.engine, "drain");   // the DISCONNECT packet is written
         s.disconnect();
-        await sleep(100);
+        await sent;
         done(null);
     """, serve(io))
+    wait_for(lambda: not parent.children, "the child namespace to be removed")
     assert "/tmp-1" not in io._nsps and not parent.children
 
 

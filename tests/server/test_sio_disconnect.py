@@ -1,7 +1,6 @@
 """Disconnections: reasons on both sides, server-side disconnect, reconnection, timeouts."""
 from __future__ import annotations
 
-import gevent
 import pytest
 
 import roomcast
@@ -9,14 +8,8 @@ from roomcast.errors import DisconnectedError
 from tests.rawclient import RawWebSocket
 
 
-def wait_for(predicate, timeout: float = 3.0) -> None:
-    with gevent.Timeout(timeout):
-        while not predicate():
-            gevent.sleep(0.01)
-
-
 @pytest.mark.parametrize("transports", ["['websocket']", "['polling']"])
-def test_server_namespace_disconnect(serve, run_js, transports):
+def test_server_namespace_disconnect(serve, run_js, transports, wait_for):
     io = roomcast.Server()
     chat = io.of("/chat")
     reasons = []
@@ -33,15 +26,17 @@ def test_server_namespace_disconnect(serve, run_js, transports):
         await Promise.all([once(main, "connect"), once(chat, "connect")]);
         main.emit("kick");
         const [reason] = await once(main, "disconnect");
-        await sleep(100);
-        done({{reason, reconnecting: main.active, chat: await chat.emitWithAck("ping")}});
+        const chatAnswer = await chat.emitWithAck("ping");
+        done({{reason, reconnecting: main.active, connected: main.connected, chat: chatAnswer}});
     """, serve(io))
     # the other namespace keeps the connection; the kicked one does not come back
-    assert result == {"reason": "io server disconnect", "reconnecting": False, "chat": "pong"}
+    assert result == {"reason": "io server disconnect", "reconnecting": False,
+                      "connected": False, "chat": "pong"}
+    wait_for(lambda: reasons, "the server's disconnect handler")
     assert reasons == [("main", "server namespace disconnect")]
 
 
-def test_disconnect_close_closes_the_whole_connection(serve, run_js):
+def test_disconnect_close_closes_the_whole_connection(serve, run_js, wait_for):
     io = roomcast.Server()
     chat = io.of("/chat")
     reasons = []
@@ -55,10 +50,11 @@ def test_disconnect_close_closes_the_whole_connection(serve, run_js):
         const gone = Promise.all([once(main, "disconnect"), once(chat, "disconnect")]);
         chat.emit("close-all");
         const reasons = (await gone).map(([r]) => r);
-        await sleep(50);
+        await until(() => main.io.engine.readyState === "closed", "the Engine.IO connection to close");
         done({reasons, engine: main.io.engine.readyState});
     """, serve(io))
     assert result == {"reasons": ["io server disconnect"] * 2, "engine": "closed"}
+    wait_for(lambda: len(reasons) == 2, "both namespaces' disconnect handlers")
     assert sorted(reasons) == [("/", "server namespace disconnect"),
                                ("/chat", "server namespace disconnect")]
 
@@ -90,7 +86,7 @@ def test_closed_connection_reconnects_with_a_new_socket(serve, run_js):
     assert reasons[0] == "forced close" and len(connections) == 2
 
 
-def test_client_side_reasons(serve, run_js):
+def test_client_side_reasons(serve, run_js, wait_for):
     io = roomcast.Server()
     reasons = []
     io.on("connection", lambda s: s.on("disconnect", reasons.append))
@@ -98,12 +94,13 @@ def test_client_side_reasons(serve, run_js):
     run_js("""
         const a = io(URL, {forceNew: true}), b = io(URL, {forceNew: true});
         await Promise.all([once(a, "connect"), once(b, "connect")]);
+        const sent = Promise.all([once(a.io.engine, "drain"), once(b.io.engine, "close")]);
         a.disconnect();                 // DISCONNECT packet: client namespace disconnect
         b.io.engine.close();            // Engine.IO close packet: transport close
-        await sleep(200);
+        await sent;                     // both are written
         done(null);
     """, url)
-    wait_for(lambda: len(reasons) == 2)
+    wait_for(lambda: len(reasons) == 2, "both disconnect reasons")
     assert sorted(reasons) == ["client namespace disconnect", "transport close"]
 
 
@@ -133,7 +130,7 @@ def test_disconnect_sockets_of_a_room(serve, run_js):
 
 
 @pytest.mark.parametrize("transports", ["['websocket']", "['polling']", "['polling', 'websocket']"])
-def test_server_close_disconnects_everyone(serve, start_js, transports):
+def test_server_close_disconnects_everyone(serve, start_js, transports, wait_for):
     io = roomcast.Server()
     reasons, ready = [], []
 
@@ -152,7 +149,7 @@ def test_server_close_disconnects_everyone(serve, start_js, transports):
         const [reason] = await gone;
         done(reason);
     """, url)
-    wait_for(lambda: ready, timeout=10)
+    wait_for(lambda: ready, "the client to be ready")
     io.close()
     assert handle.result() == "transport close"
     assert reasons == ["server shutting down"]
@@ -171,7 +168,7 @@ def test_connection_without_namespace_is_closed_after_connect_timeout(serve):
     idle.close(), joined.close()
 
 
-def test_blocking_emit_with_ack_fails_when_socket_disconnects(serve, run_js):
+def test_blocking_emit_with_ack_fails_when_socket_disconnects(serve, run_js, wait_for):
     io = roomcast.Server()
     outcome = []
 
@@ -185,11 +182,12 @@ def test_blocking_emit_with_ack_fails_when_socket_disconnects(serve, run_js):
     run_js("""
         const s = io(URL);
         await once(s, "never-acked");
+        const sent = once(s.io.engine, "drain");   // the DISCONNECT packet is written
         s.disconnect();
-        await sleep(100);
+        await sent;
         done(null);
     """, serve(io))
-    wait_for(lambda: outcome)
+    wait_for(lambda: outcome, "the DisconnectedError")
     assert outcome == ["client namespace disconnect"]
 
 

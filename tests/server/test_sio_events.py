@@ -97,7 +97,7 @@ def test_handlers_may_block_and_errors_are_logged(serve, run_js, caplog):
     def connection(socket):
         @socket.on("slow")
         def slow(ack):
-            gevent.sleep(0.3)
+            gevent.sleep(0.3)    # a handler that blocks a while: the others go on meanwhile
             ack("slow")
 
         @socket.on("fast")

@@ -27,7 +27,7 @@ def test_heartbeats_keep_an_idle_client_alive_over_several_intervals(serve, run_
         let pings = 0, closed = false;
         s.io.engine.on("ping", () => pings++);
         s.on("disconnect", () => closed = true);
-        await sleep(1600);                       // eight ping intervals, idle
+        await sleep(1600);   // deliberately idle for eight ping intervals: only heartbeats flow
         const echoed = await s.emitWithAck("still");
         done({{pings, closed, same: echoed === id && s.id === id}});
     """, url)
@@ -36,7 +36,7 @@ def test_heartbeats_keep_an_idle_client_alive_over_several_intervals(serve, run_
 
 
 @TRANSPORTS
-def test_payloads_just_under_and_over_max_http_buffer_size(serve, run_js, transport):
+def test_payloads_just_under_and_over_max_http_buffer_size(serve, run_js, transport, wait_for):
     limit = 2000
     io = roomcast.Server(max_http_buffer_size=limit)
     reasons = []
@@ -60,9 +60,7 @@ def test_payloads_just_under_and_over_max_http_buffer_size(serve, run_js, transp
     """, url)
     assert result["got"] == under
     assert result["reason"] in ("transport close", "transport error")
-    with gevent.Timeout(5):
-        while not reasons:
-            gevent.sleep(0.02)
+    wait_for(lambda: reasons, "the server's disconnect reason")
     # WebSocket: the message over maxPayload closes that connection; polling: the POST
     # gets 413 and the client gives the connection up.
     assert reasons[0] in ("transport error", "transport close", "ping timeout")

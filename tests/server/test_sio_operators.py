@@ -91,13 +91,15 @@ def test_fetch_sockets_and_their_operations(serve, run_js):
                 s.join("picked")
             report["picked_rooms"] = sorted(r for r in odd[0].rooms if r != odd[0].id)
             io.to("picked").emit("picked")
+            io.to("clients").emit("end")   # each client's last event: all before it arrived
             ack()
 
     result = run_js(clients_script(4, """
         const got = socks.map((s) => { const evs = []; s.onAny((ev, ...a) => evs.push([ev, ...a])); return evs; });
+        const ends = Promise.all(socks.map((s) => once(s, "end")));
         await ctl.emitWithAck("go");
-        await sleep(100);
-        done(got);
+        await ends;
+        done(got.map((evs) => evs.filter(([ev]) => ev !== "end")));
     """), serve(io))
     assert report["odd"] == ["c1", "c3"]
     assert report["all"] == 5 and report["except"] == 3
@@ -133,7 +135,7 @@ def test_sockets_join_and_sockets_leave(serve, run_js):
                      "extra-gone": False}
 
 
-def test_adapter_events(serve, run_js):
+def test_adapter_events(serve, run_js, wait_for):
     io = roomcast.Server()
     events = []
     adapter = io.sockets.adapter
@@ -151,10 +153,12 @@ def test_adapter_events(serve, run_js):
     run_js("""
         const s = io(URL);
         await once(s, "connect");
+        const sent = once(s.io.engine, "drain");   // the DISCONNECT packet is written
         s.disconnect();
-        await sleep(100);
+        await sent;
         done(null);
     """, serve(io))
+    wait_for(lambda: ("delete-room", "game") in events, "the disconnect's room events")
     sid = ids[0]
     assert events == [
         ("create-room", sid), ("join-room", sid, sid),
@@ -178,8 +182,8 @@ def test_remote_socket_operations_go_through_the_adapter(serve, run_js):
                                                        "rooms": [socket.id], "data": {"x": 1}})
             remote.emit("via-remote", 1)
             results["single"] = remote.timeout(2).emit_with_ack("question")
-            remote.timeout(2).emit("question", callback=lambda err, res: results.update(
-                callback=(err, res)))
+            remote.timeout(2).emit("question", callback=lambda err, res: (
+                results.update(callback=(err, res)), socket.emit("callback ran")))
             remote.join("r")
             results["joined"] = "r" in socket.rooms
             remote.leave("r")
@@ -189,9 +193,9 @@ def test_remote_socket_operations_go_through_the_adapter(serve, run_js):
     result = run_js("""
         const s = io(URL);
         s.on("question", (cb) => cb("answer"));
-        const via = once(s, "via-remote");
+        const via = once(s, "via-remote"), callbackRan = once(s, "callback ran");
         await s.emitWithAck("go");
-        await sleep(100);
+        await callbackRan;
         done(await via);
     """, serve(io))
     assert result == [1]
@@ -199,7 +203,7 @@ def test_remote_socket_operations_go_through_the_adapter(serve, run_js):
                        "left": True}
 
 
-def test_server_side_emit_on_a_single_server():
+def test_server_side_emit_on_a_single_server(wait_for):
     io = roomcast.Server()
     responses = []
     io.server_side_emit("hello", 1, callback=lambda err, res: responses.append((err, res)))
@@ -209,7 +213,7 @@ def test_server_side_emit_on_a_single_server():
     got = []
     io.on("from-peer", lambda *args: got.append(args))
     io.sockets._on_server_side_emit(["from-peer", "a", 2])
-    gevent.sleep(0)
+    wait_for(lambda: got, "the handler")
     assert got == [("a", 2)]
     io.close()
 

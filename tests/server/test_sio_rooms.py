@@ -131,7 +131,7 @@ def test_own_id_room_and_join_leave(serve, run_js):
     assert rooms_seen["a-after"] == rooms_seen["a"] - {"x"}
 
 
-def test_rooms_are_left_on_disconnect(serve, run_js):
+def test_rooms_are_left_on_disconnect(serve, run_js, wait_for):
     io = roomcast.Server()
     state = {}
 
@@ -151,10 +151,12 @@ def test_rooms_are_left_on_disconnect(serve, run_js):
     run_js("""
         const s = io(URL);
         await once(s, "connect");
+        const sent = once(s.io.engine, "drain");   // the DISCONNECT packet is written
         s.disconnect();
-        await sleep(100);
+        await sent;
         done(null);
     """, serve(io))
+    wait_for(lambda: "adapter_rooms" in state, "the disconnect handler")
     reason, rooms = state["disconnecting"]
     assert reason == "client namespace disconnect"
     assert {"room-1", "room-2"} < rooms and len(rooms) == 3

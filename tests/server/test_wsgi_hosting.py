@@ -43,18 +43,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_listening(port: int, proc, timeout: float = 20.0) -> None:
-    with gevent.Timeout(timeout, AssertionError(f"nothing listens on {port}")):
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            try:
-                request(f"http://127.0.0.1:{port}", path="/", timeout=1)
-                return
-            except OSError:
-                gevent.sleep(0.1)
-
-
-def start_process(args: list[str], port: int, impl: str):
+def start_process(args: list[str], port: int, impl: str, wait_for):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     if impl == "py":   # the child process runs the same implementation as this test
@@ -62,7 +51,16 @@ def start_process(args: list[str], port: int, impl: str):
         env.pop("ROOMCAST_REQUIRE_EXTENSIONS", None)
     proc = gevent.subprocess.Popen(args, cwd=ROOT, env=env, stdout=gevent.subprocess.PIPE,
                                    stderr=gevent.subprocess.PIPE)
-    wait_listening(port, proc)
+
+    def listening() -> bool:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        try:
+            request(f"http://127.0.0.1:{port}", path="/", timeout=1)
+            return True
+        except OSError:
+            return False
+
+    wait_for(listening, f"the server to listen on {port}", timeout=20)
     return proc
 
 
@@ -107,11 +105,12 @@ def test_bare_engine_beside_socketio_on_its_own_path(serve, run_js):
     check_echo(run_js(ECHO_SCRIPT, url))
 
 
-def test_under_gunicorn_gevent_websocket_worker(run_js, impl):
+def test_under_gunicorn_gevent_websocket_worker(run_js, impl, wait_for):
     port = free_port()
     proc = start_process([sys.executable, "-m", "gunicorn", "-k",
                           "geventwebsocket.gunicorn.workers.GeventWebSocketWorker", "-w", "1",
-                          "-b", f"127.0.0.1:{port}", "tests.apps.echo_app:app"], port, impl)
+                          "-b", f"127.0.0.1:{port}", "tests.apps.echo_app:app"], port, impl,
+                         wait_for)
     try:
         url = f"http://127.0.0.1:{port}"
         assert request(url, path="/").text == "flask says hi"
@@ -120,9 +119,10 @@ def test_under_gunicorn_gevent_websocket_worker(run_js, impl):
         stop_process(proc)
 
 
-def test_io_run_one_call(run_js, impl):
+def test_io_run_one_call(run_js, impl, wait_for):
     port = free_port()
-    proc = start_process([sys.executable, "-m", "tests.apps.echo_app", str(port)], port, impl)
+    proc = start_process([sys.executable, "-m", "tests.apps.echo_app", str(port)], port, impl,
+                         wait_for)
     try:
         url = f"http://127.0.0.1:{port}"
         assert request(url, path="/").text == "flask says hi"
