@@ -1,6 +1,7 @@
 """Cluster adapters: ``RedisAdapter`` (classic and sharded Redis pub/sub, compatible
 with Node's @socket.io/redis-adapter). Imported lazily, so that the Emitter can use
-this package without pulling gevent in."""
+this package without pulling gevent in. ``roomcast.adapters.cluster`` holds the base
+that every cluster transport builds on (``ClusterAdapter``, ``ClusterAdapterWithHeartbeat``)."""
 from __future__ import annotations
 
 from typing import Any

@@ -33,13 +33,15 @@ import string
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import gevent
-from gevent.event import Event
 
 from roomcast import _notepack
-from roomcast.adapter import BroadcastFlags, BroadcastOptions, InMemoryAdapter, _socket_rooms
+from roomcast.adapter import BroadcastOptions, InMemoryAdapter, _socket_rooms
 from roomcast.adapters import _protocol as proto
 from roomcast.adapters._hub import RedisHub
 from roomcast.adapters._redis_client import make_client
+from roomcast.adapters.cluster import (  # noqa: F401  (flags_*, socket_details: kept importable here)
+    PendingRequest, RequestTable, ack_lifetime, finish_server_side_emit, flags_from_wire,
+    flags_to_wire, opts_from_wire, socket_details, sockets_payload)
 from roomcast.operators import RemoteSocket
 
 if TYPE_CHECKING:
@@ -60,76 +62,6 @@ def uid(length: int = 6) -> str:
 def glob_escape(text: str) -> str:
     """Escape Redis glob characters so that a PSUBSCRIBE pattern is a plain prefix."""
     return "".join("\\" + c if c in "\\*?[]" else c for c in text)
-
-
-# -- options on the wire -----------------------------------------------------------------
-
-def flags_to_wire(flags: BroadcastFlags) -> dict:
-    """Node's BroadcastFlags object: only the flags that were set, timeout in ms."""
-    wire: dict = {}
-    if flags.volatile:
-        wire["volatile"] = True
-    if not flags.compress:
-        wire["compress"] = False
-    if flags.timeout is not None:
-        wire["timeout"] = int(round(flags.timeout * 1000))
-    if flags.expect_single_response:
-        wire["expectSingleResponse"] = True
-    return wire
-
-
-def flags_from_wire(wire: Any) -> BroadcastFlags:
-    if not isinstance(wire, dict) or not wire:
-        return BroadcastFlags()
-    timeout = wire.get("timeout")
-    return BroadcastFlags(
-        volatile=bool(wire.get("volatile", False)),
-        compress=wire.get("compress", True) is not False,
-        timeout=timeout / 1000 if isinstance(timeout, (int, float)) else None,
-        expect_single_response=bool(wire.get("expectSingleResponse", False)),
-    )
-
-
-def opts_from_wire(wire: Any, with_flags: bool = False) -> BroadcastOptions:
-    wire = wire if isinstance(wire, dict) else {}
-    return BroadcastOptions(
-        frozenset(wire.get("rooms") or ()),
-        frozenset(wire.get("except") or ()),
-        flags_from_wire(wire.get("flags")) if with_flags else BroadcastFlags(),
-    )
-
-
-def socket_details(socket: Any) -> dict:
-    """A local socket as fetchSockets answers carry it: {id, handshake, rooms, data}."""
-    handshake = {k: v for k, v in socket.handshake.items() if k != "sessionStore"}
-    return {"id": socket.id, "handshake": handshake, "rooms": list(socket.rooms), "data": socket.data}
-
-
-def sockets_payload(sockets: list, encoder: Callable[[Any], bytes] = proto.dumps_json) -> list[dict]:
-    """The fetch_sockets answer for local sockets; a socket.data that ``encoder`` cannot
-    hold is sent as null (and logged) rather than failing the whole answer."""
-    details = [socket_details(s) for s in sockets]
-    for d in details:
-        try:
-            encoder(d["data"])
-        except (TypeError, ValueError) as exc:
-            log.warning("redis: socket.data of %s not serialisable for fetch_sockets (%s); sent as null",
-                        d["id"], exc)
-            d["data"] = None
-    return details
-
-
-class _Request:
-    """A request waiting for the answers of the other servers."""
-
-    __slots__ = ("type", "num_sub", "msg_count", "items", "done")
-
-    def __init__(self, type_: int, num_sub: int, items: Any, msg_count: int = 1) -> None:
-        self.type = type_
-        self.num_sub = num_sub
-        self.msg_count = msg_count
-        self.items = items
-        self.done = Event()
 
 
 # -- the factory ---------------------------------------------------------------------------
@@ -189,8 +121,7 @@ class RedisAdapter(InMemoryAdapter):
         self.response_channel = proto.response_channel(key, name)
         self.specific_response_channel = f"{self.response_channel}{self.uid}#"
         self._pattern = glob_escape(self.channel) + "*"
-        self._requests: dict[str, _Request] = {}
-        self._ack_requests: dict[str, tuple[Callable, Callable]] = {}
+        self.requests = RequestTable(uid)
         self._closed = False
 
     # -- lifetime ------------------------------------------------------------------
@@ -210,8 +141,7 @@ class RedisAdapter(InMemoryAdapter):
                                        self.specific_response_channel],
                              patterns=[self._pattern])
         self.hub.release()
-        for request in self._requests.values():
-            request.done.set()
+        self.requests.close()
         super().close()
 
     # -- cluster size ----------------------------------------------------------------
@@ -243,16 +173,12 @@ class RedisAdapter(InMemoryAdapter):
                            client_count_callback: Callable[[int], None],
                            ack: Callable[..., None]) -> None:
         if not opts.flags.local:
-            request_id = uid()
+            request_id = self.requests.add_acks(client_count_callback, ack,
+                                                ack_lifetime(opts, self.requests_timeout))
             message = _notepack.encode({
                 "uid": self.uid, "requestId": request_id, "type": proto.BROADCAST,
                 "packet": self._wire_packet(packet), "opts": self._wire_opts(opts),
             })
-            self._ack_requests[request_id] = (client_count_callback, ack)
-            # the acks of other servers are only counted for as long as the caller waits
-            lifetime = opts.flags.timeout if opts.flags.timeout is not None \
-                else max(60.0, self.requests_timeout)
-            gevent.spawn_later(lifetime, self._ack_requests.pop, request_id, None)
             self.hub.publish(self.request_channel, message)
         InMemoryAdapter.broadcast_with_ack(self, packet, opts, client_count_callback, ack)
 
@@ -297,14 +223,14 @@ class RedisAdapter(InMemoryAdapter):
 
     def _answer_sockets(self, request: dict) -> None:
         request_id = request.get("requestId")
-        if request_id in self._requests:
+        if request_id in self.requests.requests:   # our own request
             return
         sids = self.sockets(request.get("rooms") or ())
         self._publish_response(request, proto.dumps_json({"requestId": request_id, "sockets": list(sids)}))
 
     def _answer_all_rooms(self, request: dict) -> None:
         request_id = request.get("requestId")
-        if request_id in self._requests:
+        if request_id in self.requests.requests:   # our own request
             return
         self._publish_response(request, proto.dumps_json(
             {"requestId": request_id, "rooms": list(self.all_rooms())}))
@@ -347,11 +273,11 @@ class RedisAdapter(InMemoryAdapter):
 
     def _answer_fetch(self, request: dict) -> None:
         request_id = request.get("requestId")
-        if request_id in self._requests:
+        if request_id in self.requests.requests:   # our own request
             return
         sockets = InMemoryAdapter.fetch_sockets(self, opts_from_wire(request.get("opts")))
         self._publish_response(request, proto.dumps_json(
-            {"requestId": request_id, "sockets": sockets_payload(sockets)}))
+            {"requestId": request_id, "sockets": sockets_payload(sockets, proto.dumps_json)}))
 
     def _answer_server_side_emit(self, request: dict) -> None:
         if request.get("uid") == self.uid:
@@ -370,7 +296,7 @@ class RedisAdapter(InMemoryAdapter):
 
     def _answer_broadcast(self, request: dict) -> None:
         request_id = request.get("requestId")
-        if request_id in self._ack_requests:
+        if request_id in self.requests.acks:   # our own broadcast
             return
         packet = request.get("packet")
         if not isinstance(packet, dict) or not isinstance(packet.get("data"), list):
@@ -410,54 +336,42 @@ class RedisAdapter(InMemoryAdapter):
         if not isinstance(response, dict):
             return
         request_id = response.get("requestId")
-        callbacks = self._ack_requests.get(request_id)
-        if callbacks is not None:
-            kind = response.get("type")
-            # user callbacks run in their own greenlet, never in the subscriber's
-            if kind == proto.BROADCAST_CLIENT_COUNT:
-                gevent.spawn(callbacks[0], int(response.get("clientCount") or 0))
-            elif kind == proto.BROADCAST_ACK:
-                gevent.spawn(callbacks[1], response.get("packet"))
+        kind = response.get("type")
+        if kind == proto.BROADCAST_CLIENT_COUNT and self.requests.on_client_count(
+                request_id, response.get("clientCount")):
             return
-        request = self._requests.get(request_id)
+        if kind == proto.BROADCAST_ACK and self.requests.on_ack(request_id, response.get("packet")):
+            return
+        request = self.requests.get(request_id)
         if request is None:
             return
-        if request.type in (proto.SOCKETS, proto.REMOTE_FETCH, proto.ALL_ROOMS):
-            request.msg_count += 1
-            field = "rooms" if request.type == proto.ALL_ROOMS else "sockets"
+        if request.kind in (proto.SOCKETS, proto.REMOTE_FETCH, proto.ALL_ROOMS):
+            field = "rooms" if request.kind == proto.ALL_ROOMS else "sockets"
             items = response.get(field)
             if isinstance(items, list):
-                if request.type == proto.REMOTE_FETCH:
-                    request.items.extend(RemoteSocket(self, d) for d in items if isinstance(d, dict))
+                if request.kind == proto.REMOTE_FETCH:
+                    request.responses.extend(RemoteSocket(self, d) for d in items
+                                             if isinstance(d, dict) and "id" in d)
                 else:
-                    request.items.update(items)
-            if request.msg_count >= request.num_sub:
-                request.done.set()
-        elif request.type == proto.SERVER_SIDE_EMIT:
-            request.items.append(response.get("data"))
-            if len(request.items) >= request.num_sub:
-                request.done.set()
+                    request.responses.update(items)
+            request.answered()
+        elif request.kind == proto.SERVER_SIDE_EMIT:
+            request.responses.append(response.get("data"))
+            request.answered()
 
-    def _request(self, type_: int, num_sub: int, items: Any, message: dict,
-                 msg_count: int = 1) -> _Request:
-        """Publish a request and wait (at most requests_timeout) for its answers."""
-        request_id = uid()
-        request = _Request(type_, num_sub, items, msg_count)
-        self._requests[request_id] = request
-        try:
-            self.hub.publish(self.request_channel,
-                             proto.dumps_json({"uid": self.uid, "requestId": request_id,
-                                               "type": type_, **message}))
-            request.done.wait(self.requests_timeout)
-        finally:
-            self._requests.pop(request_id, None)
-        return request
+    def _request(self, type_: int, expected: int, items: Any, message: dict) -> PendingRequest:
+        """Publish a request and wait (at most requests_timeout) for ``expected`` answers."""
+        request_id, request = self.requests.open(type_, expected, items)
+        self.hub.publish(self.request_channel,
+                         proto.dumps_json({"uid": self.uid, "requestId": request_id,
+                                           "type": type_, **message}))
+        return self.requests.wait(request_id, self.requests_timeout)
 
-    def _settle(self, request: _Request, what: str) -> None:
+    def _settle(self, request: PendingRequest, what: str) -> None:
         if not request.done.is_set():
             # a server left (or is stuck): complete with what answered, as promised
-            log.warning("redis: %s: %d of %d servers answered within %.1fs",
-                        what, request.msg_count, request.num_sub, self.requests_timeout)
+            log.warning("redis: %s: %d of %d servers answered within %.1fs", what,
+                        request.received, request.expected, self.requests_timeout)
 
     # -- cluster-wide operations -----------------------------------------------------------
 
@@ -468,10 +382,10 @@ class RedisAdapter(InMemoryAdapter):
         num_sub = self.server_count()
         if num_sub <= 1:
             return local
-        request = self._request(proto.REMOTE_FETCH, num_sub, list(local),
+        request = self._request(proto.REMOTE_FETCH, num_sub - 1, list(local),
                                 {"opts": {"rooms": list(opts.rooms), "except": list(opts.except_)}})
         self._settle(request, "fetch_sockets")
-        return request.items
+        return request.responses
 
     def fetch_all_rooms(self) -> set:
         """Every room of this namespace on every server (Node's ``adapter.allRooms()``)."""
@@ -479,9 +393,9 @@ class RedisAdapter(InMemoryAdapter):
         num_sub = self.server_count()
         if num_sub <= 1:
             return rooms
-        request = self._request(proto.ALL_ROOMS, num_sub, rooms, {})
+        request = self._request(proto.ALL_ROOMS, num_sub - 1, rooms, {})
         self._settle(request, "fetch_all_rooms")
-        return request.items
+        return request.responses
 
     def add_sockets(self, opts: BroadcastOptions, rooms: Iterable) -> None:
         rooms = _socket_rooms(rooms)
@@ -514,23 +428,12 @@ class RedisAdapter(InMemoryAdapter):
         if num_sub <= 0:
             ack(None, [])
             return
-        request_id = uid()
-        request = _Request(proto.SERVER_SIDE_EMIT, num_sub, [])
-        self._requests[request_id] = request
+        request_id, request = self.requests.open(proto.SERVER_SIDE_EMIT, num_sub, [])
         self.hub.publish(self.request_channel, proto.dumps_json(
             {"uid": self.uid, "requestId": request_id, "type": proto.SERVER_SIDE_EMIT, "data": packet}))
-        gevent.spawn(self._finish_server_side_emit, request_id, request, ack)
 
-    def _finish_server_side_emit(self, request_id: str, request: _Request, ack: Callable) -> None:
-        try:
-            request.done.wait(self.requests_timeout)
-        finally:
-            self._requests.pop(request_id, None)
-        responses = request.items
-        if not request.done.is_set() and len(responses) < self.server_count() - 1:
-            error: BaseException | None = TimeoutError(
-                f"timeout reached: only {len(responses)} responses received out of {request.num_sub}")
-        else:
-            # everyone who is still in the cluster answered: the others left meanwhile
-            error = None
-        ack(error, responses)
+        def finish() -> None:
+            self.requests.wait(request_id, self.requests_timeout)
+            finish_server_side_emit(request, self.server_count() - 1, ack)
+
+        gevent.spawn(finish)
