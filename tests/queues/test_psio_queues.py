@@ -224,6 +224,8 @@ def test_python_socketio_and_roomcast_servers_share_a_queue(queue, serve, start_
     # disconnects across servers, then the end for whoever is left
     sio.disconnect(p_sids["p2"])
     do("disconnect", sid=r_sids["r1"])
+    wait_for(lambda: not sio.manager.is_connected(r_sids["r1"], "/"), "r1's disconnect")
+    sync_from_roomcast()   # p2's disconnect was applied before the probe
     sio.emit("end")
     sio.emit("end", namespace="/chat")
     inbox = run.result()
