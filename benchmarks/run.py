@@ -52,6 +52,7 @@ SCENARIOS = {
     "bin": ("bin", "binary attachment, everyone"),
     "uni": ("uni", "unicast to each in turn"),
     "ack": (None, "client events, server acks"),
+    "chat": ("chat", "chat relay to rooms of 10 (per inbound event)"),
 }
 
 
@@ -168,7 +169,8 @@ def stop(p: subprocess.Popen) -> None:
 # ---------------------------------------------------------------- one session
 
 def check(res: dict, what: str, errors: list) -> None:
-    bad = {k: res[k] for k in ("missing", "duplicate", "stray", "timed_out", "errors") if res.get(k)}
+    bad = {k: res[k] for k in ("missing", "duplicate", "stray", "timed_out", "errors", "seq_errors",
+                               "acks_missing") if res.get(k)}
     if bad or res.get("live", res.get("conns")) != res.get("conns"):
         errors.append(f"{what}: {bad} live={res.get('live')}/{res.get('conns')}")
 
@@ -203,7 +205,31 @@ def session(name: str, n: int, cfg, lg_binary: Path, log) -> dict:
               "session warm-up", out["errors"])
         for scen in cfg.scenarios:
             kind, _ = SCENARIOS[scen]
-            if kind is None:
+            if kind == "chat":
+                # inbound events: every client sends chat messages to its room of 10, one in flight;
+                # a probe sizes the warm-up, the warm-up sizes the measured phase
+                ph += 1
+                warm = lg.cmd(f"chat {ph} 1")
+                check(warm, f"{scen} probe", out["errors"])
+                est = warm["events"] / max(warm["wall"], 1e-3)
+                ph += 1
+                warm = lg.cmd(f"chat {ph} {max(2, round(est * cfg.warmup_secs / n))}")
+                check(warm, f"{scen} warm-up", out["errors"])
+                est = warm["events"] / max(warm["wall"], 1e-3)
+                ph += 1
+                c0, w0 = proc_cpu(srv.pid), proc_wait(srv.pid)
+                res = lg.cmd(f"chat {ph} {max(1, round(est * cfg.phase_secs / n))}")
+                c1, w1 = proc_cpu(srv.pid), proc_wait(srv.pid)
+                check(res, scen, out["errors"])
+                # the figures of this scenario count inbound events (each relayed to 9 room mates
+                # and acked), not deliveries
+                res = dict(res, relayed=res["deliveries"], deliveries=res["events"])
+                sat = res["events"] / res["wall"]
+                ph += 1
+                lat = lg.cmd(f"chatpaced {ph} {0.5 * sat:.1f} {cfg.paced_secs}", timeout=60 + cfg.paced_secs)
+                check(lat, f"{scen} paced", out["errors"])
+                lat = dict(lat, deliveries=lat["events"])
+            elif kind is None:
                 # warm-up (also sizes the measured phase so that it lasts about cfg.phase_secs)
                 # a probe sizes the warm-up, the warm-up (~cfg.warmup_secs) sizes the measured phase
                 ph += 1
@@ -272,6 +298,9 @@ def session(name: str, n: int, cfg, lg_binary: Path, log) -> dict:
                 "paced_rate": lat["deliveries"] / max(lat["wall"], 1e-9),
                 "paced_loadgen_util": lat.get("busy", lat["loadgen_cpu"] / max(lat["wall"], 1e-9)),
             }
+            if kind == "chat":
+                out["scen"][scen].update(relay_p50_ms=lat["relay_p50_ms"], relay_p99_ms=lat["relay_p99_ms"],
+                                         relayed=res["relayed"])
         lg.cmd("close")
     finally:
         lg.close()
@@ -605,6 +634,7 @@ def chart(doc: dict, path: Path) -> None:
 
     # 2: CPU per delivery vs clients, broadcast to everyone
     ax = axes[0][1]
+    plotted = False
     for s in servers:
         xs, ys, lo, hi = [], [], [], []
         for n in ns:
@@ -612,12 +642,14 @@ def chart(doc: dict, path: Path) -> None:
             if vals:
                 m, a, b = med_rng(vals)
                 xs.append(n); ys.append(m); lo.append(a); hi.append(b)
-        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", label=SERVERS[s][0], color=colors.get(s), capsize=3)
+        if xs:
+            plotted = True
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", label=SERVERS[s][0], color=colors.get(s), capsize=3)
     ax.set_xscale("log")
     ax.set_xlabel("connected clients")
     ax.set_ylabel("server CPU µs per delivery (log scale)")
     ax.set_title("Server CPU per delivery, broadcast to everyone (lower is better)")
-    ax.set_yscale("log")
+    ax.set_yscale("log" if plotted else "linear")
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
         lambda v, _: f"{v:g}" if str(v)[0] in "25" else ""))

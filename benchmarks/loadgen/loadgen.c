@@ -21,7 +21,16 @@
  *   paced <ph> <kind> <rate> <secs> [k]  client 0 asks for k (default 1) broadcasts <rate> times a second
  *   acks <ph> <per_conn>             every client sends <per_conn> acked "echo" events at once
  *   ackspaced <ph> <rate> <secs>     <rate> acked "echo" events a second, round robin
+ *   chat <ph> <per_conn>             chat relay: every client sends <per_conn> acked "chat"
+ *                                    messages to its room (clients 10r..10r+9 form room "c<r>"),
+ *                                    one in flight at a time (the next leaves when the ack arrives)
+ *   chatpaced <ph> <rate> <secs>     <rate> chat messages a second, round robin over the clients
+ *                                    (a client whose previous message is not acked yet is skipped)
  *   close | quit
+ * The chat relay checks exactly-once delivery strictly: every message carries its sender and
+ * a per-sender sequence number, and each recipient must see each room mate's numbers as
+ * 1, 2, 3, ... (a gap is a loss, a repeat a duplicate); every ack must answer the one message
+ * in flight. Its latencies: lat_* is send -> ack, relay_* is send -> receipt by a room mate.
  * kinds: all, room (g0 = 10%), multi (g0+g1+g2 except x0), bin (all, binary attachment),
  *        uni (the server emits to each client in turn)
  */
@@ -43,7 +52,8 @@
 #include <unistd.h>
 
 enum { ST_FREE, ST_TCP, ST_HTTP, ST_EIO, ST_SIO, ST_READY, ST_DEAD };
-enum { PH_IDLE, PH_CONNECT, PH_JOIN, PH_BURST, PH_PACED, PH_ACKS, PH_ACKSPACED };
+enum { PH_IDLE, PH_CONNECT, PH_JOIN, PH_BURST, PH_PACED, PH_ACKS, PH_ACKSPACED, PH_CHAT, PH_CHATPACED };
+#define ROOM 10 /* chat room size */
 enum { K_ALL, K_ROOM, K_MULTI, K_BIN, K_UNI };
 
 #define CTRL_ACK_BASE 2000000000u /* ack ids at or above this are control acks */
@@ -58,6 +68,10 @@ typedef struct {
     uint32_t got, expect;
     int bin_pending, bin_ph; int64_t bin_t;
     int joined;
+    /* chat relay */
+    uint32_t chat_goal, chat_sent, chat_acked; /* messages this phase: to send, sent, acked */
+    int chat_waiting; int64_t chat_t;          /* a message in flight, and when it left */
+    uint32_t last_seq[ROOM];                   /* last sequence number seen from each room mate */
 } conn_t;
 
 static conn_t *conns;
@@ -70,6 +84,8 @@ static int pace_k = 1;
 static long long total_got, total_expect, stray, sent_triggers, errors_proto;
 static int ctrl_acked, ctrl_expected;
 static int32_t *lat; static long nlat;
+static int32_t *lat2; static long nlat2; /* chat: relay latency */
+static long long seq_errors, chat_acks_owed;
 static int64_t *ack_sent; static long ack_cap, ack_seq;
 static struct rusage ru0;
 static int64_t idle_us; /* time in polls that found nothing, during a phase */
@@ -178,8 +194,31 @@ static void receipt(conn_t *c, int ph, int64_t t) {
     if (t > 0 && nlat < MAX_LAT) lat[nlat++] = (int32_t)(last_progress - t);
 }
 
+static void chat_send(conn_t *c);
+
+/* a relayed chat message from room mate s with sequence number n */
+static void chat_receipt(conn_t *c, int ph, int s, int64_t n, int64_t t) {
+    if (ph != cur_ph || (phase != PH_CHAT && phase != PH_CHATPACED) || s < 0 || s >= nconns
+        || s / ROOM != c->idx / ROOM || s == c->idx) { stray++; return; }
+    uint32_t *last = &c->last_seq[s % ROOM];
+    if (n == (int64_t)*last + 1) *last = (uint32_t)n;
+    else { seq_errors++; if (n > (int64_t)*last) *last = (uint32_t)n; }
+    c->got++; total_got++;
+    last_progress = now_us();
+    if (t > 0 && nlat2 < MAX_LAT) lat2[nlat2++] = (int32_t)(last_progress - t);
+}
+
 static void on_ack(conn_t *c, uint32_t id) {
     if (id >= CTRL_ACK_BASE) { ctrl_acked++; last_progress = now_us(); return; }
+    if (phase == PH_CHAT || phase == PH_CHATPACED) {
+        /* the ack must answer the one message in flight: id = its sequence number */
+        if (!c->chat_waiting || id != c->chat_sent) { stray++; return; }
+        c->chat_waiting = 0; c->chat_acked++; chat_acks_owed--;
+        last_progress = now_us();
+        if (nlat < MAX_LAT) lat[nlat++] = (int32_t)(last_progress - c->chat_t);
+        if (phase == PH_CHAT && c->chat_sent < c->chat_goal) chat_send(c);
+        return;
+    }
     if (phase != PH_ACKS && phase != PH_ACKSPACED) { stray++; return; }
     c->got++; total_got++;
     last_progress = now_us();
@@ -205,7 +244,10 @@ static void on_text(conn_t *c, const char *p, size_t n) {
         return;
     case '2': {
         int64_t ph = field_num(p, n, "ph");
-        receipt(c, (int)ph, field_num(p, n, "t"));
+        if (n > 6 && memcmp(p + 2, "[\"m\"", 4) == 0)
+            chat_receipt(c, (int)ph, (int)field_num(p, n, "s"), field_num(p, n, "n"), field_num(p, n, "t"));
+        else
+            receipt(c, (int)ph, field_num(p, n, "t"));
         return;
     }
     case '5':
@@ -340,9 +382,14 @@ static double cpu_secs(struct rusage *a, struct rusage *b) {
 static void begin_phase(int p) {
     phase = p; phase_t0 = last_progress = now_us();
     getrusage(RUSAGE_SELF, &ru0);
-    total_got = 0; stray = 0; nlat = 0; ctrl_acked = 0; ctrl_expected = 0; sent_triggers = 0;
+    total_got = 0; stray = 0; nlat = 0; nlat2 = 0; seq_errors = 0; chat_acks_owed = 0; ctrl_acked = 0; ctrl_expected = 0; sent_triggers = 0;
     errors_proto = 0; idle_us = 0;
-    for (int i = 0; i < nconns; i++) { conns[i].got = 0; conns[i].expect = 0; }
+    for (int i = 0; i < nconns; i++) {
+        conn_t *c = &conns[i];
+        c->got = c->expect = 0;
+        c->chat_goal = c->chat_sent = c->chat_acked = 0; c->chat_waiting = 0;
+        memset(c->last_seq, 0, sizeof c->last_seq);
+    }
 }
 
 static int cmp_i32(const void *a, const void *b) {
@@ -364,17 +411,29 @@ static void end_phase(const char *name, int timed_out) {
         else if (c->got > c->expect) dup += c->got - c->expect;
         if (c->got == c->expect) exact++;
     }
-    double p50 = -1, p99 = -1, pmax = -1;
+    double p50 = -1, p99 = -1, pmax = -1, r50 = -1, r99 = -1;
     if (nlat) {
         qsort(lat, (size_t)nlat, sizeof *lat, cmp_i32);
         p50 = lat[nlat / 2] / 1e3; p99 = lat[(long)((nlat - 1) * 0.99)] / 1e3; pmax = lat[nlat - 1] / 1e3;
     }
+    if (nlat2) {
+        qsort(lat2, (size_t)nlat2, sizeof *lat2, cmp_i32);
+        r50 = lat2[nlat2 / 2] / 1e3; r99 = lat2[(long)((nlat2 - 1) * 0.99)] / 1e3;
+    }
+    long long events = 0, acks_missing = 0;
+    for (int i = 0; i < nconns; i++) {
+        events += conns[i].chat_sent;
+        acks_missing += conns[i].chat_sent - conns[i].chat_acked;
+    }
     printf("{\"cmd\":\"%s\",\"wall\":%.6f,\"loadgen_cpu\":%.6f,\"deliveries\":%lld,\"expected\":%lld,"
            "\"missing\":%lld,\"duplicate\":%lld,\"stray\":%lld,\"exact_conns\":%d,\"conns\":%d,\"live\":%d,"
            "\"triggers\":%lld,\"timed_out\":%d,\"lat_n\":%ld,\"lat_p50_ms\":%.3f,\"lat_p99_ms\":%.3f,"
-           "\"lat_max_ms\":%.3f,\"errors\":%lld,\"connect_fail\":%d,\"busy\":%.6f}\n",
+           "\"lat_max_ms\":%.3f,\"errors\":%lld,\"connect_fail\":%d,\"events\":%lld,"
+           "\"acks_missing\":%lld,\"seq_errors\":%lld,\"relay_p50_ms\":%.3f,\"relay_p99_ms\":%.3f,"
+           "\"busy\":%.6f}\n",
            name, wall, lcpu, total_got, total_expect, missing, dup, stray, exact, nconns, live,
            sent_triggers, timed_out, nlat, p50, p99, pmax, errors_proto, connect_fail,
+           events, acks_missing, seq_errors, r50, r99,
            1.0 - idle_us / 1e6 / ((t1 - phase_t0) / 1e6 > 0 ? (t1 - phase_t0) / 1e6 : 1));
     fflush(stdout);
     phase = PH_IDLE;
@@ -401,6 +460,22 @@ static void send_echo(conn_t *c) {
     send_text(c, msg, (size_t)n);
 }
 
+/* the next chat message of c to its room, acked with id = its sequence number */
+static void chat_send(conn_t *c) {
+    char msg[200];
+    uint32_t seq = ++c->chat_sent;
+    c->chat_waiting = 1; c->chat_t = now_us(); chat_acks_owed++;
+    int first = c->idx / ROOM * ROOM, mates = 0;
+    for (int j = first; j < first + ROOM && j < nconns; j++)
+        if (j != c->idx) { conns[j].expect++; mates++; }
+    total_expect += mates;
+    int n = snprintf(msg, sizeof msg,
+        "42%u[\"chat\",{\"room\":\"c%d\",\"d\":{\"ph\":%d,\"t\":%lld,\"s\":%d,\"n\":%u,"
+        "\"p\":\"xxxxxxxxxxxxxxxxxxxxxxxx\"}}]",
+        seq, c->idx / ROOM, cur_ph, (long long)c->chat_t, c->idx, seq);
+    send_text(c, msg, (size_t)n);
+}
+
 static int kind_of(const char *s) {
     for (int k = K_ALL; k <= K_UNI; k++) if (!strcmp(s, kind_name(k))) return k;
     fprintf(stderr, "loadgen: unknown kind %s\n", s); exit(2);
@@ -418,7 +493,8 @@ static void command(char *line) {
         begin_phase(PH_JOIN); total_expect = nconns;
         for (int i = 0; i < nconns; i++) {
             char msg[80];
-            int n = snprintf(msg, sizeof msg, "42%u[\"join\",[\"g%d\",\"x%d\"]]", CTRL_ACK_BASE, i % 10, i % 4);
+            int n = snprintf(msg, sizeof msg, "42%u[\"join\",[\"g%d\",\"x%d\",\"c%d\"]]", CTRL_ACK_BASE,
+                             i % 10, i % 4, i / ROOM);
             send_text(&conns[i], msg, (size_t)n);
         }
         ctrl_expected = nconns;
@@ -448,6 +524,17 @@ static void command(char *line) {
         cur_ph = x; begin_phase(PH_ACKSPACED);
         ack_seq = 0; ack_cap = (long)(r * d) + 16;
         free(ack_sent); ack_sent = calloc((size_t)ack_cap, sizeof *ack_sent);
+        pace_interval = 1e6 / r; pace_next = now_us(); pace_end = pace_next + (int64_t)(d * 1e6);
+        total_expect = 0;
+    } else if (sscanf(line, "chat %d %d", &x, &y) == 2) {
+        cur_ph = x; begin_phase(PH_CHAT);
+        total_expect = 0;
+        defer_flush = 1;
+        for (int i = 0; i < nconns; i++) { conns[i].chat_goal = (uint32_t)y; chat_send(&conns[i]); }
+        defer_flush = 0;
+        for (int i = 0; i < nconns; i++) flush_out(&conns[i]);
+    } else if (sscanf(line, "chatpaced %d %lf %lf", &x, &r, &d) == 3) {
+        cur_ph = x; begin_phase(PH_CHATPACED);
         pace_interval = 1e6 / r; pace_next = now_us(); pace_end = pace_next + (int64_t)(d * 1e6);
         total_expect = 0;
     } else if (!strncmp(line, "close", 5)) {
@@ -484,10 +571,21 @@ static int64_t step_phase(void) {
         if (total_got >= total_expect && ctrl_acked >= ctrl_expected) end_phase("burst", 0);
         else if (stalled) end_phase("burst", 1);
         break;
+    case PH_CHAT:
+        if (total_got >= total_expect && chat_acks_owed == 0) end_phase("chat", 0);
+        else if (stalled) end_phase("chat", 1);
+        break;
     case PH_PACED:
     case PH_ACKSPACED:
+    case PH_CHATPACED:
         while (now >= pace_next && now < pace_end) {
-            if (phase == PH_PACED) {
+            if (phase == PH_CHATPACED) {
+                /* round robin; a client still waiting for its previous ack is skipped */
+                for (int tries = 0; tries < nconns; tries++) {
+                    conn_t *c = &conns[sent_triggers++ % nconns];
+                    if (c->state == ST_READY && !c->chat_waiting) { chat_send(c); break; }
+                }
+            } else if (phase == PH_PACED) {
                 send_trigger(kind, pace_k, 0);
                 for (int i = 0; i < nconns; i++) if (member(i, kind)) conns[i].expect += (uint32_t)pace_k;
                 total_expect += recipients(kind) * pace_k;
@@ -501,8 +599,10 @@ static int64_t step_phase(void) {
             now = now_us();
         }
         if (now < pace_end) { last_progress = now; wait = pace_next - now; }
-        else if (total_got >= total_expect) end_phase(phase == PH_PACED ? "paced" : "ackspaced", 0);
-        else if (stalled) end_phase(phase == PH_PACED ? "paced" : "ackspaced", 1);
+        else if (total_got >= total_expect && chat_acks_owed == 0)
+            end_phase(phase == PH_PACED ? "paced" : phase == PH_ACKSPACED ? "ackspaced" : "chatpaced", 0);
+        else if (stalled)
+            end_phase(phase == PH_PACED ? "paced" : phase == PH_ACKSPACED ? "ackspaced" : "chatpaced", 1);
         break;
     case PH_ACKS:
         if (total_got >= total_expect) end_phase("acks", 0);
@@ -510,7 +610,7 @@ static int64_t step_phase(void) {
         break;
     }
     if (phase == PH_IDLE) wait = 1000000;
-    else if (phase != PH_PACED && phase != PH_ACKSPACED) wait = 100000;
+    else if (phase != PH_PACED && phase != PH_ACKSPACED && phase != PH_CHATPACED) wait = 100000;
     return wait < 0 ? 0 : wait;
 }
 
@@ -518,6 +618,7 @@ int main(void) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) { rl.rlim_cur = rl.rlim_max; setrlimit(RLIMIT_NOFILE, &rl); }
     lat = malloc(sizeof *lat * MAX_LAT);
+    lat2 = malloc(sizeof *lat2 * MAX_LAT);
     epfd = epoll_create1(0); if (epfd < 0) die("epoll_create1");
     fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
     struct epoll_event sev = { .events = EPOLLIN, .data.u32 = 0xffffffffu };

@@ -21,6 +21,10 @@ io.on("connection", (socket) => {
   socket.on("echo", (data, ack) => {
     if (typeof ack === "function") ack(data);
   });
+  socket.on("chat", (msg, ack) => {
+    socket.to(msg.room).emit("m", msg.d);
+    if (typeof ack === "function") ack(true);
+  });
   socket.on("burst", (spec, ack) => {
     const data = { ph: spec.ph, t: spec.t, p: PAD };
     for (let i = 0; i < spec.k; i++) {

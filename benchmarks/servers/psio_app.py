@@ -44,6 +44,12 @@ def echo(sid, data):
     return data
 
 
+@sio.on("chat")
+def chat(sid, msg):
+    sio.emit("m", msg["d"], to=msg["room"], skip_sid=sid)
+    return True
+
+
 @sio.on("burst")
 def burst(sid, spec):
     kind, k = spec["kind"], spec["k"]

@@ -45,6 +45,12 @@ def on_connection(socket):
         if ack:
             ack(data)
 
+    @socket.on("chat")
+    def chat(msg, ack=None):
+        socket.to(msg["room"]).emit("m", msg["d"])
+        if ack:
+            ack(True)
+
     @socket.on("burst")
     def burst(spec, ack=None):
         kind, k = spec["kind"], spec["k"]
