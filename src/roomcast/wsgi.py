@@ -9,6 +9,7 @@ import geventwebsocket.handler
 from gevent import pywsgi
 
 from roomcast.engine import http
+from roomcast.engine.tcp import set_nodelay
 
 
 def _engine_of(server: Any):
@@ -86,7 +87,17 @@ class WSGIApp:
 class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
     """gevent-websocket's handler, but a bad Engine.IO WebSocket request gets
     Node's plain 400 before the upgrade instead of a 101 and a close frame.
-    (The stock handler works too; it just cannot refuse before upgrading.)"""
+    (The stock handler works too; it just cannot refuse before upgrading.)
+    It also sets TCP_NODELAY on every connection it accepts, as Node does."""
+
+    def handle(self):
+        set_nodelay(self.socket)
+        return super().handle()
+
+    def get_environ(self):
+        environ = super().get_environ()
+        environ["roomcast.nodelay"] = True
+        return environ
 
     def run_application(self):
         if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":

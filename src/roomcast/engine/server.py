@@ -16,6 +16,7 @@ from roomcast.eio_packet import CLOSE, NOOP, PING
 from roomcast.engine import http
 from roomcast.engine.cors import CorsOptions
 from roomcast.engine.socket import EngineSocket
+from roomcast.engine.tcp import request_socket, set_nodelay
 from roomcast.ws_frames import close_frame
 
 log = logging.getLogger("roomcast.engine")
@@ -142,6 +143,8 @@ class EngineServer:
                 return []
             return http.respond(start_response, refusal.status, refusal.body, refusal.content_type)
         method = environ.get("REQUEST_METHOD", "GET")
+        if not environ.get("roomcast.nodelay"):   # roomcast's WebSocketHandler did it at accept
+            set_nodelay(request_socket(environ))
         cors_headers: list = []
         if self.cors is not None:
             cors_headers = self.cors.headers(environ, preflight=method == "OPTIONS")

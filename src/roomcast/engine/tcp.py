@@ -1,0 +1,38 @@
+"""TCP_NODELAY on the sockets that carry Engine.IO traffic.
+
+Every Engine.IO packet is written whole, so Nagle's algorithm only delays small
+writes (acks, pongs) until the peer's delayed ACK arrives, about 40 ms on Linux.
+Node sets TCP_NODELAY on every socket its HTTP server accepts; so does roomcast's
+WebSocketHandler, and the engine sets it on the request sockets it can reach when
+served by another gevent handler (gevent-websocket's, gunicorn's workers).
+"""
+from __future__ import annotations
+
+import socket as stdsocket
+from typing import Any
+
+
+def set_nodelay(sock: Any) -> None:
+    """Turn Nagle's algorithm off on a TCP socket; anything else is left alone."""
+    if sock is None or getattr(sock, "family", None) not in (stdsocket.AF_INET, stdsocket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass   # closed already, or a wrapper without setsockopt
+
+
+def request_socket(environ: dict) -> Any:
+    """The client socket of a WSGI request, when the server exposes it.
+
+    gunicorn's own handlers put it in the environ; gevent-websocket hangs it on the
+    WebSocket's handler; gevent.pywsgi only keeps it behind the request body's reader.
+    """
+    sock = environ.get("gunicorn.socket") or environ.get("gunicorn.sock")
+    if sock is not None:
+        return sock
+    ws = environ.get("wsgi.websocket")
+    if ws is not None:
+        return getattr(getattr(ws, "handler", None), "socket", None)
+    reader = getattr(environ.get("wsgi.input"), "rfile", None)   # pywsgi's Input
+    return getattr(getattr(reader, "raw", None), "_sock", None)   # socket.SocketIO
