@@ -12,6 +12,7 @@ from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
 NO_EXT = os.environ.get("ROOMCAST_NO_EXTENSIONS", "") not in ("", "0")
@@ -100,4 +101,22 @@ class loud_build_ext(build_ext):
             raise
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": loud_build_ext})
+# The runtime chooser reads this file: a wheel built without the core on purpose
+# uses the twin without warning on every import (see _speedups.py).
+PURE_MARKER = "_pure_build"
+
+
+class marked_build_py(build_py):
+    """Put the pure-build marker into a ROOMCAST_NO_EXTENSIONS build, and make sure a
+    platform build never carries one left in build/lib by an earlier pure build."""
+
+    def run(self):
+        super().run()
+        marker = Path(self.build_lib) / "roomcast" / PURE_MARKER
+        if NO_EXT:
+            marker.write_text("built with ROOMCAST_NO_EXTENSIONS=1: the pure-Python twin, on purpose\n")
+        elif marker.exists():
+            marker.unlink()
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": loud_build_ext, "build_py": marked_build_py})

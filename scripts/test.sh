@@ -68,6 +68,12 @@ echo "C compiler and Python.h found: the compiled core is built and required"
     || die "the compiled core was not built or does not import (see above)"
 echo "the installed roomcast uses its compiled core"
 
+step "the wheel: build (auditwheel repair: manylinux), smoke test in a fresh virtualenv"
+rm -rf build/wheelhouse
+WHEEL=$(bash scripts/build_wheel.sh build/wheelhouse | tail -1) || die "building the wheel failed"
+echo "$WHEEL"
+PYTHON=$PYTHON bash scripts/wheel_smoke.sh "$WHEEL" || die "the wheel's smoke test failed"
+
 step "node packages (tests/js)"
 command -v node >/dev/null || die "node not found"
 command -v npm >/dev/null || die "npm not found"

@@ -6,7 +6,7 @@ The public names are imported lazily so that the sans-IO modules
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,24 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:
+    # The same names for type checkers, which do not run __getattr__ (keep in step with _LAZY).
+    from roomcast._speedups import USING_EXTENSIONS as USING_EXTENSIONS
+    from roomcast.adapter import Adapter as Adapter
+    from roomcast.adapter import BroadcastOptions as BroadcastOptions
+    from roomcast.adapter import InMemoryAdapter as InMemoryAdapter
+    from roomcast.emitter import Emitter as Emitter
+    from roomcast.engine.server import EngineServer as EngineServer
+    from roomcast.errors import ConnectError as ConnectError
+    from roomcast.errors import DisconnectedError as DisconnectedError
+    from roomcast.namespace import Namespace as Namespace
+    from roomcast.namespace import ParentNamespace as ParentNamespace
+    from roomcast.operators import BroadcastOperator as BroadcastOperator
+    from roomcast.operators import RemoteSocket as RemoteSocket
+    from roomcast.server import Server as Server
+    from roomcast.socket import Socket as Socket
+    from roomcast.wsgi import WSGIApp as WSGIApp
 
 
 def __getattr__(name: str) -> Any:

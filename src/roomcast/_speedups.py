@@ -5,7 +5,9 @@ The rest of roomcast reads these names through this module only, as
 implementation with :func:`use` without re-importing anything.
 
 ROOMCAST_NO_EXTENSIONS=1 selects the twin; ROOMCAST_REQUIRE_EXTENSIONS=1 turns
-a missing extension into an ImportError.
+a missing extension into an ImportError. A wheel built with ROOMCAST_NO_EXTENSIONS=1
+carries the marker file ``_pure_build`` (written by setup.py): the twin was chosen
+on purpose there, so it is used without a warning.
 """
 from __future__ import annotations
 
@@ -13,10 +15,20 @@ import logging
 import os
 import platform
 import warnings
+from types import ModuleType
 from typing import TYPE_CHECKING
 
+PURE_BUILD = os.path.exists(os.path.join(os.path.dirname(__file__), "_pure_build"))
 NO_EXTENSIONS = os.environ.get("ROOMCAST_NO_EXTENSIONS", "") not in ("", "0")
 REQUIRE_EXTENSIONS = os.environ.get("ROOMCAST_REQUIRE_EXTENSIONS", "") not in ("", "0")
+
+if TYPE_CHECKING:
+    # What type checkers see: the names bound by use() below (the compiled modules
+    # have .pyi stubs with the same signatures as the twins).
+    from roomcast._encoder_py import (EncodedPacket as EncodedPacket, encode_eio as encode_eio,
+                                      encode_packet as encode_packet, ws_frame as ws_frame)
+    from roomcast._fanout_py import ConnTable as ConnTable, fanout as fanout
+    from roomcast._rooms_py import RoomIndex as RoomIndex, Selection as Selection
 
 _EXPORTS = {
     "encoder": ("EncodedPacket", "encode_packet", "encode_eio", "ws_frame"),
@@ -25,7 +37,7 @@ _EXPORTS = {
 }
 
 
-def _modules(pure: bool) -> dict:
+def _modules(pure: bool) -> dict[str, ModuleType]:
     if pure:
         from roomcast import _encoder_py as encoder, _fanout_py as fanout, _rooms_py as rooms
     else:
@@ -51,7 +63,8 @@ def extensions_available() -> bool:
 
 
 USING_EXTENSIONS = False
-if TYPE_CHECKING or NO_EXTENSIONS or platform.python_implementation() != "CPython":
+if (NO_EXTENSIONS or (PURE_BUILD and not REQUIRE_EXTENSIONS)
+        or platform.python_implementation() != "CPython"):
     use(pure=True)
 else:
     try:

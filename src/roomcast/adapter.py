@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar, overload
 
 from roomcast import _speedups
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from roomcast.namespace import Namespace
 
 log = logging.getLogger("roomcast")
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])   # a listener, returned as is
 
 ADAPTER_EVENTS = ("create-room", "delete-room", "join-room", "leave-room")
 
@@ -45,14 +47,24 @@ class EventEmitter:
     def __init__(self) -> None:
         self._listeners: dict[Any, list[Callable]] = {}
 
-    def on(self, event: Any, handler: Callable | None = None):
+    @overload
+    def on(self, event: Any, handler: None = None) -> Callable[[Handler], Handler]: ...
+    @overload
+    def on(self, event: Any, handler: Handler) -> Handler: ...
+
+    def on(self, event: Any, handler: Callable | None = None) -> Any:
         """Add a listener; without a handler, a decorator."""
         def register(fn: Callable) -> Callable:
             self._listeners.setdefault(event, []).append(fn)
             return fn
         return register(handler) if handler is not None else register
 
-    def once(self, event: Any, handler: Callable | None = None):
+    @overload
+    def once(self, event: Any, handler: None = None) -> Callable[[Handler], Handler]: ...
+    @overload
+    def once(self, event: Any, handler: Handler) -> Handler: ...
+
+    def once(self, event: Any, handler: Callable | None = None) -> Any:
         """Add a listener that is removed after its first call; without a handler, a decorator."""
         def register(fn: Callable) -> Callable:
             def wrapper(*args: Any) -> Any:

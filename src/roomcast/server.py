@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, overload
 
 import gevent
 
-from roomcast.adapter import InMemoryAdapter
+from roomcast.adapter import Handler, InMemoryAdapter
 from roomcast.engine import EngineServer, EngineSocket
 from roomcast.namespace import Namespace, ParentNamespace
 from roomcast.operators import BroadcastOperator
@@ -106,7 +106,12 @@ class Server:
 
     # -- the main namespace's API -------------------------------------------------
 
-    def on(self, event: str, handler: Callable | None = None):
+    @overload
+    def on(self, event: str, handler: None = None) -> Callable[[Handler], Handler]: ...
+    @overload
+    def on(self, event: str, handler: Handler) -> Handler: ...
+
+    def on(self, event: str, handler: Callable | None = None) -> Any:
         """Listen on the main namespace: "connection", "new_namespace", server-side events."""
         return self.sockets.on(event, handler)
 

@@ -135,3 +135,25 @@ def test_a_missing_extension_falls_back_with_a_warning():
     assert "RuntimeWarning" in done.stderr and "pure-Python twin" in done.stderr
     silent = chooser_in_subprocess(ROOMCAST_NO_EXTENSIONS="1")
     assert "RuntimeWarning" not in silent.stderr
+
+
+def test_the_license_is_an_spdx_expression_with_its_file():
+    """PEP 639: ``license = "MIT"`` plus ``license-files`` (the table form is deprecated
+    and refused by setuptools after 2027-02-18)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert not any(c.startswith("License ::") for c in project.get("classifiers", []))
+
+
+def test_the_compiled_modules_ship_their_stubs():
+    for pyx in PYX:
+        assert (ROOT / "src" / "roomcast" / f"{pyx.stem}.pyi").exists(), pyx.stem
+    installed = Path(_speedups.__file__).parent
+    assert (installed / "py.typed").exists()
+    if _speedups.extensions_available():
+        for pyx in PYX:
+            assert (installed / f"{pyx.stem}.pyi").exists(), pyx.stem
