@@ -153,7 +153,7 @@ def serve() -> Callable[..., str]:
     yield _serve
     for server, io in reversed(started):
         if io is not None:
-            io.close()
+            io.close(timeout=0.2)   # no graceful wait for sessions a test left open
         server.stop(timeout=1)
 
 

@@ -83,6 +83,30 @@ def request(url: str, method: str = "GET", path: str = "/socket.io/", query: str
         sock.close()
 
 
+class KeepAliveConnection:
+    """One kept-alive HTTP/1.1 connection for several requests (as browsers poll)."""
+
+    def __init__(self, url: str) -> None:
+        self.netloc = urlsplit(url).netloc
+        self.sock = _connect(url)
+        self.f = self.sock.makefile("rb")
+
+    def request(self, method: str = "GET", path: str = "/socket.io/", query: str = "",
+                body: bytes | str = b"", timeout: float = 10.0) -> Response:
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        target = path + ("?" + query if query else "")
+        head = (f"{method} {target} HTTP/1.1\r\nHost: {self.netloc}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n")
+        self.sock.sendall(head.encode("latin-1") + body)
+        with gevent.Timeout(timeout):
+            return _read_response(self.f)
+
+    def close(self) -> None:
+        self.f.close()
+        self.sock.close()
+
+
 def handshake(url: str, path: str = "/socket.io/") -> tuple[str, dict]:
     """A polling handshake; returns (sid, open packet)."""
     r = request(url, path=path, query="EIO=4&transport=polling")

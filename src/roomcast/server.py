@@ -184,11 +184,16 @@ class Server:
 
         run(self, host, port, app, **kwargs)
 
-    def close(self) -> None:
-        """Disconnect every socket ("server shutting down"), close the adapters and
-        every Engine.IO session."""
+    def close(self, timeout: float = 10.0) -> None:
+        """Shut down gracefully within ``timeout`` seconds: stop accepting (io.run's
+        HTTP server stops listening, new handshakes get 503), disconnect every socket
+        ("server shutting down"), close the adapters (a cluster adapter leaves the
+        cluster), then close every connection after flushing what is queued for it, so
+        that clients reconnect elsewhere. Connections that take no bytes are dropped at
+        the deadline."""
+        self.engine.stop_accepting()
         for nsp in list(self._nsps.values()) + list(self._parent_nsps):
             for socket in list(nsp.sockets.values()):
                 socket._on_close("server shutting down")
             nsp.adapter.close()
-        self.engine.close()
+        self.engine.close(timeout)

@@ -1,15 +1,54 @@
-"""Serving roomcast inside a WSGI app: the WSGIApp router and a one-call runner."""
+"""Serving roomcast inside a WSGI app: the WSGIApp router and a one-call runner.
+
+roomcast's own HTTP server (``io.run``, ``make_server``) holds the limits that keep
+slow or idle clients from holding descriptors, with Node's http defaults:
+
+- ``headers_timeout`` (60 s, Node's headersTimeout): the request line and headers
+  must arrive within it (from the connection, or from the first byte of a request
+  on a kept-alive connection); else ``408`` and the connection is closed.
+- ``keep_alive_timeout`` (5 s, Node's keepAliveTimeout): an idle kept-alive
+  connection is closed after it.
+- ``request_timeout`` (300 s, Node's requestTimeout): a request body (a polling
+  POST) must be read within it from the start of the request; else ``408``.
+- ``max_connections`` (default: the process's open-file limit minus 64, kept for
+  Redis, logs and files; Node has none): beyond it a new connection gets ``503``.
+
+Any of them ``None`` turns it off. The timeouts are in ``WebSocketHandler``, so
+they apply under any gevent pywsgi server that uses it; ``max_connections`` is
+the server's (``HTTPServer``).
+"""
 from __future__ import annotations
 
+import logging
 import mimetypes
 import os
+import resource
+import signal
+import time
 from typing import Any, Callable, Iterable
 
+import gevent
 import geventwebsocket.handler
 from gevent import pywsgi
 
 from roomcast.engine import http
 from roomcast.engine.tcp import set_nodelay
+
+log = logging.getLogger("roomcast.http")
+
+HEADERS_TIMEOUT = 60.0
+KEEP_ALIVE_TIMEOUT = 5.0
+REQUEST_TIMEOUT = 300.0
+SHUTDOWN_TIMEOUT = 10.0
+_RESERVED_FDS = 64
+
+
+def default_max_connections() -> int | None:
+    """The open-file limit minus a reserve; None when the limit is unlimited."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(1, soft - _RESERVED_FDS)
 
 
 def _engine_of(server: Any):
@@ -84,9 +123,47 @@ class WSGIApp:
         return http.respond(start_response, "200 OK", body, ctype)
 
 
+class _HeadersTimedOut(Exception):
+    """The request line and headers did not arrive within headers_timeout."""
+
+
+class _BodyTimedOut(pywsgi._InvalidClientInput):
+    """The request body did not arrive within request_timeout."""
+
+
+class _TimedInput(pywsgi.Input):
+    """wsgi.input whose reads end at the request's deadline (request_timeout)."""
+
+    __slots__ = ("deadline", "timed_out")
+
+    def _timer(self) -> gevent.Timeout:
+        return gevent.Timeout(max(0.0, self.deadline - time.monotonic()), _BodyTimedOut)
+
+    def read(self, length=None):
+        try:
+            with self._timer():
+                return pywsgi.Input.read(self, length)
+        except _BodyTimedOut:
+            self.timed_out = True
+            raise
+
+    def readline(self, size=None):
+        try:
+            with self._timer():
+                return pywsgi.Input.readline(self, size)
+        except _BodyTimedOut:
+            self.timed_out = True
+            raise
+
+
+_REQUEST_TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                             b"Content-Length: 0\r\n\r\n")
+
+
 class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
-    """gevent-websocket's handler, but a bad Engine.IO WebSocket request gets
-    Node's plain 400 before the upgrade instead of a 101 and a close frame.
+    """gevent-websocket's handler with roomcast's HTTP limits (module docstring),
+    and a refused Engine.IO WebSocket request gets Node's plain 400 (or 403 for
+    an origin) before the upgrade instead of a 101 and a close frame.
     (The stock handler works too; it just cannot refuse before upgrading.)
     It also sets TCP_NODELAY on every connection it accepts, as Node does."""
 
@@ -94,10 +171,89 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
         set_nodelay(self.socket)
         return super().handle()
 
+    _requests_read = 0
+    _headers_timer: gevent.Timeout | None = None
+
+    def _limit(self, name: str, default: float | None) -> float | None:
+        return getattr(self.server, name, default)
+
+    def read_requestline(self):
+        if self._requests_read:
+            # a kept-alive connection: wait for the next request at most keep_alive_timeout
+            idle = self._limit("keep_alive_timeout", KEEP_ALIVE_TIMEOUT)
+            if idle is not None:
+                with gevent.Timeout(idle, False):
+                    self.rfile.peek(1)
+                    idle = None
+                if idle is not None:
+                    return ""   # idle too long: close quietly, as Node does
+        self._requests_read += 1
+        self._request_start = time.monotonic()
+        headers_timeout = self._limit("headers_timeout", HEADERS_TIMEOUT)
+        if headers_timeout is not None:
+            self._headers_timer = gevent.Timeout(headers_timeout, _HeadersTimedOut)
+            self._headers_timer.start()
+        try:
+            return super().read_requestline()
+        except _HeadersTimedOut:
+            self._headers_timed_out()
+            return ""
+        except BaseException:
+            self._stop_headers_timer()
+            raise
+
+    def read_request(self, raw_requestline):
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            self._stop_headers_timer()
+
+    def _stop_headers_timer(self) -> None:
+        if self._headers_timer is not None:
+            self._headers_timer.close()
+            self._headers_timer = None
+
+    def _headers_timed_out(self) -> None:
+        self._stop_headers_timer()
+        log.info("closed a connection from %s: headers not received in time", self.client_address)
+        try:
+            self.socket.sendall(_REQUEST_TIMEOUT_RESPONSE)
+        except OSError:
+            pass
+
+    def _handle_client_error(self, ex):
+        if isinstance(ex, _HeadersTimedOut):
+            self._stop_headers_timer()
+            log.info("closed a connection from %s: headers not received in time",
+                     self.client_address)
+            return ("408", _REQUEST_TIMEOUT_RESPONSE)
+        if isinstance(ex, _BodyTimedOut):
+            log.info("closed a connection from %s: body not received in time", self.client_address)
+            return ("408", _REQUEST_TIMEOUT_RESPONSE)
+        return super()._handle_client_error(ex)
+
+    def _send_error_response_if_possible(self, error_code):
+        if getattr(self.wsgi_input, "timed_out", False) and not self.response_length:
+            self.close_connection = True
+            try:
+                self.socket.sendall(_REQUEST_TIMEOUT_RESPONSE)
+            except OSError:
+                pass
+            return
+        super()._send_error_response_if_possible(error_code)
+
     def get_environ(self):
-        environ = super().get_environ()
-        environ["roomcast.nodelay"] = True
-        return environ
+        env = super().get_environ()
+        env["roomcast.nodelay"] = True
+        request_timeout = self._limit("request_timeout", REQUEST_TIMEOUT)
+        if request_timeout is not None and env["wsgi.input"] is self.wsgi_input:
+            timed = _TimedInput(self.rfile, self.content_length,
+                                socket=self.wsgi_input.socket,
+                                chunked_input=self.wsgi_input.chunked_input)
+            timed.deadline = self._request_start + request_timeout
+            timed.timed_out = False
+            self.wsgi_input = env["wsgi.input"] = timed
+        return env
 
     def run_application(self):
         if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
@@ -120,15 +276,94 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
         self.process_result()
 
 
+_SERVICE_UNAVAILABLE = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                        b"Content-Type: text/plain\r\nContent-Length: 19\r\n\r\n"
+                        b"Service Unavailable")
+
+
+class HTTPServer(pywsgi.WSGIServer):
+    """gevent's pywsgi server with roomcast's handler and limits (module docstring)."""
+
+    handler_class = WebSocketHandler
+
+    def __init__(self, listener: Any, application: Callable, *,
+                 headers_timeout: float | None = HEADERS_TIMEOUT,
+                 keep_alive_timeout: float | None = KEEP_ALIVE_TIMEOUT,
+                 request_timeout: float | None = REQUEST_TIMEOUT,
+                 max_connections: int | None | str = "default", **kwargs: Any) -> None:
+        super().__init__(listener, application, **kwargs)
+        self.headers_timeout = headers_timeout
+        self.keep_alive_timeout = keep_alive_timeout
+        self.request_timeout = request_timeout
+        self.max_connections = (default_max_connections() if max_connections == "default"
+                                else max_connections)
+        self.connections = 0
+
+    def handle(self, sock, address):
+        limit = self.max_connections
+        if limit is not None and self.connections >= limit:
+            self._refuse_overflow(sock, address)
+            return
+        self.connections += 1
+        try:
+            super().handle(sock, address)
+        finally:
+            self.connections -= 1
+
+    @staticmethod
+    def _refuse_overflow(sock, address) -> None:
+        """503 to a connection beyond max_connections, after reading its request
+        (briefly), so that the answer is not lost to a reset."""
+        log.warning("refused a connection from %s: max_connections reached", address)
+        try:
+            with gevent.Timeout(1.0, False):
+                sock.recv(65536)
+            sock.sendall(_SERVICE_UNAVAILABLE)
+            sock.shutdown(2)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def stop_listening(self) -> None:
+        """Stop accepting and close the listening socket; connections stay served."""
+        self.stop_accepting()
+        listener = getattr(self, "socket", None)
+        if listener is not None:
+            listener.close()
+
+
 def make_server(io: Any, host: str = "127.0.0.1", port: int = 5000, app: Callable | None = None,
-                log: Any = None, **kwargs: Any):
-    """A gevent pywsgi server with roomcast's WebSocket handler, serving io (and app)."""
+                log: Any = None, **kwargs: Any) -> HTTPServer:
+    """roomcast's HTTP server (gevent pywsgi, WebSocket handler, limits) serving io (and app).
+
+    ``kwargs``: ``headers_timeout``, ``keep_alive_timeout``, ``request_timeout``,
+    ``max_connections`` (module docstring) and gevent's WSGIServer options (TLS:
+    ``certfile``/``keyfile``, ``spawn``...). ``io.close()`` stops it accepting.
+    """
     wsgi_app = app if isinstance(app, WSGIApp) else WSGIApp(io, app)
-    return pywsgi.WSGIServer((host, port), wsgi_app, handler_class=WebSocketHandler,
-                             log=log, **kwargs)
+    server = HTTPServer((host, port), wsgi_app, log=log, **kwargs)
+    for engine in wsgi_app.engines:
+        engine.add_http_server(server)
+    return server
 
 
 def run(io: Any, host: str = "127.0.0.1", port: int = 5000, app: Callable | None = None,
-        **kwargs: Any) -> None:
-    """Serve forever (the common case: ``io.run(host, port)``)."""
-    make_server(io, host, port, app, **kwargs).serve_forever()
+        shutdown_timeout: float = SHUTDOWN_TIMEOUT, **kwargs: Any) -> None:
+    """Serve until ``io.close()`` or SIGTERM (the common case: ``io.run(host, port)``).
+
+    SIGTERM closes gracefully: no new connections, every client gets a close (it
+    reconnects elsewhere), what is queued is flushed, within ``shutdown_timeout``.
+    """
+    server = make_server(io, host, port, app, **kwargs)
+    server.start()
+
+    def on_sigterm() -> None:
+        log.info("SIGTERM: shutting down")
+        gevent.spawn(io.close, shutdown_timeout)
+
+    handler = gevent.signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        server.serve_forever()
+    finally:
+        handler.cancel()

@@ -305,5 +305,5 @@ class NativeBridge:
     def handle_request(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         return self.io.engine.handle_request(environ, start_response)
 
-    def close(self) -> None:
-        self.io.close()
+    def close(self, timeout: float = 10.0) -> None:
+        self.io.close(timeout)

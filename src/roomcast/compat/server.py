@@ -550,9 +550,10 @@ class Server:
     def instrument(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError("roomcast.compat does not implement the Admin UI")
 
-    def close(self) -> None:
-        """Same as shutdown() (the name roomcast's own Server uses)."""
-        self.shutdown()
+    def close(self, timeout: float = 10.0) -> None:
+        """shutdown() with roomcast's Server.close() signature (a graceful, bounded close)."""
+        self.logger.info("Socket.IO is shutting down")
+        self._bridge.close(timeout)
 
     @property
     def engine(self) -> Any:

@@ -14,6 +14,7 @@ BAD_HANDSHAKE_METHOD = 2
 BAD_REQUEST = 3
 FORBIDDEN = 4
 UNSUPPORTED_PROTOCOL_VERSION = 5
+SHUTTING_DOWN = -1   # roomcast's own: a handshake while the server closes (503)
 ERROR_MESSAGES = {
     UNKNOWN_TRANSPORT: "Transport unknown",
     UNKNOWN_SID: "Session ID unknown",
@@ -21,6 +22,7 @@ ERROR_MESSAGES = {
     BAD_REQUEST: "Bad request",
     FORBIDDEN: "Forbidden",
     UNSUPPORTED_PROTOCOL_VERSION: "Unsupported protocol version",
+    SHUTTING_DOWN: "Server shutting down",
 }
 
 Headers = list[tuple[str, str]]
@@ -73,7 +75,8 @@ def respond(start_response: Callable, status: str, body: bytes | str = b"",
 
 def error_response(start_response: Callable, code: int, message: str | None = None,
                    headers: Headers = ()) -> Iterable[bytes]:
-    status = "403 Forbidden" if code == FORBIDDEN else "400 Bad Request"
+    status = ("403 Forbidden" if code == FORBIDDEN else
+              "503 Service Unavailable" if code == SHUTTING_DOWN else "400 Bad Request")
     body = json.dumps({"code": code, "message": message or ERROR_MESSAGES[code]},
                       separators=(",", ":"))
     return respond(start_response, status, body, "application/json", headers)

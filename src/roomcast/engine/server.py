@@ -11,6 +11,8 @@ import logging
 import os
 from typing import Any, Callable, Iterable
 
+from gevent.event import Event
+
 from roomcast import _speedups
 from roomcast.eio_packet import CLOSE, NOOP, PING
 from roomcast.engine import http
@@ -62,6 +64,9 @@ class EngineServer:
         self.initial_packet = initial_packet
         self.clients: dict[str, EngineSocket] = {}
         self.table = _speedups.ConnTable()
+        self.http_servers: list = []    # roomcast.wsgi.HTTPServer instances serving this
+        self.closing = False
+        self._all_closed = Event()
         self._handlers: dict[str, list[Callable]] = {}
         # control packets, encoded once
         self.ping_packet = _speedups.encode_eio(PING)
@@ -100,11 +105,38 @@ class EngineServer:
     def _forget(self, conn: EngineSocket) -> None:
         if self.clients.get(conn.id) is conn:
             del self.clients[conn.id]
+        if self.closing and not self.clients:
+            self._all_closed.set()
 
-    def close(self) -> None:
-        """Close every session (Node's engine.close())."""
-        for conn in list(self.clients.values()):
+    def add_http_server(self, server: Any) -> None:
+        """An HTTP server (with ``stop_listening()`` and ``close()``) that serves this
+        engine: close() stops it accepting first and ends it last."""
+        self.http_servers.append(server)
+
+    def stop_accepting(self) -> None:
+        """No new connections (the HTTP servers stop listening) nor sessions (503)."""
+        self.closing = True
+        for server in self.http_servers:
+            server.stop_listening()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close every session (Node's engine.close()) and stop serving, within ``timeout``.
+
+        New connections and handshakes are refused at once; every session gets its
+        close after what is queued for it (a WebSocket close frame, or the close
+        packet on the next GET); sessions still open at the deadline (clients that
+        do not read) are dropped.
+        """
+        self.stop_accepting()
+        conns = list(self.clients.values())
+        for conn in conns:
             conn.close("forced close")
+        if self.clients:
+            self._all_closed.wait(timeout)
+        for conn in list(self.clients.values()):
+            conn.abort("forced close")
+        for server in self.http_servers:
+            server.close()
 
     # ------------------------------------------------------------------ WSGI
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -192,6 +224,8 @@ class EngineServer:
             return None, None
         if method != "GET":
             return http.BAD_HANDSHAKE_METHOD, None
+        if self.closing:
+            return http.SHUTTING_DOWN, None
         if transport == "websocket" and not upgrade:
             return http.BAD_REQUEST, None
         if query.get("EIO") != "4":

@@ -459,6 +459,20 @@ class EngineSocket:
             timer = self._close_timer = gevent.get_hub().loop.timer(POLLING_CLOSE_TIMEOUT)
             timer.start(lambda: gevent.spawn(self._on_close, reason))
 
+    def abort(self, reason: str, description: Any = None) -> None:
+        """Close at once, dropping what is queued (a client that does not read):
+        the socket is shut down so that a writer blocked on it ends too."""
+        if self.ready_state == "closed":
+            return
+        self._queue = []
+        for sock in (self._sock, self._probe_sock):
+            if sock is not None:
+                try:
+                    sock.shutdown(stdsocket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self._on_close(reason, description)
+
     def _on_close(self, reason: str, description: Any = None) -> None:
         if self.ready_state == "closed":
             return
