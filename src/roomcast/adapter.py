@@ -164,6 +164,18 @@ class Adapter(EventEmitter):
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
         raise NotImplementedError
 
+    # -- connection state recovery (roomcast.recovery) ----------------------------------
+
+    def persist_session(self, session: dict) -> None:
+        """Keep ``{sid, pid, rooms, data}`` of a socket that lost its connection, for
+        ``max_disconnection_duration``. Adapters that cannot recover keep nothing."""
+
+    def restore_session(self, pid: str, offset: str) -> dict | None:
+        """The session of ``pid`` plus ``missed_packets`` (the packets after ``offset``
+        that reached its rooms, in order: EVENT data lists, or already encoded packets),
+        or None when it cannot be recovered (unknown, expired, offset not found)."""
+        return None
+
     def server_side_emit(self, packet: list, ack: Callable | None = None) -> None:
         # A single server has nobody else to tell: an ack gets "no error, no responses".
         if ack is not None:
@@ -271,11 +283,12 @@ class InMemoryAdapter(Adapter):
         if len(selection):
             self._deliver(packet, selection, opts.flags)
 
-    def _deliver(self, packet: dict, selection, flags: BroadcastFlags) -> int:
+    def _deliver(self, packet: dict, selection, flags: BroadcastFlags, encoded: Any = None) -> int:
         # Encode once for every recipient (raises TypeError for unserialisable data
         # before anything was sent).
-        encoded = _speedups.encode_packet(packet["type"], self.nsp.name, packet["data"],
-                                          packet.get("id"))
+        if encoded is None:
+            encoded = _speedups.encode_packet(packet["type"], self.nsp.name, packet["data"],
+                                              packet.get("id"))
         if self.nsp._outgoing_listeners:
             for socket in self._local_sockets(selection):
                 if socket._any_outgoing:

@@ -62,7 +62,12 @@ class Namespace(EventEmitter):
     def _add(self, client: "Client", auth: Any, on_done: Callable[[Socket | None], None]) -> None:
         """Run the middlewares for a new socket, then connect or refuse it.
         ``on_done(socket)`` once connected, ``on_done(None)`` otherwise."""
-        socket = Socket(self, client, auth)
+        session = self._restore_session(auth)
+        socket = Socket(self, client, auth, session)
+        recovery = self.server.connection_state_recovery
+        if session is not None and recovery["skip_middlewares"] and not client._closed:
+            self._do_connect(socket, on_done)
+            return
 
         def done(err: Any) -> None:
             if client._closed or err is not None:
@@ -77,6 +82,20 @@ class Namespace(EventEmitter):
             self._do_connect(socket, on_done)
 
         run_middlewares(list(self._fns), socket, done)
+
+    def _restore_session(self, auth: Any) -> dict | None:
+        """Connection state recovery: the session a reconnecting client names with
+        ``{pid, offset}`` in its CONNECT packet, when it can be recovered."""
+        if self.server.connection_state_recovery is None or not isinstance(auth, dict):
+            return None
+        pid, offset = auth.get("pid"), auth.get("offset")
+        if not isinstance(pid, str) or not isinstance(offset, str):
+            return None
+        try:
+            return self.adapter.restore_session(pid, offset)
+        except Exception:   # a store that fails (Redis away): a new socket, as for an unknown pid
+            log.exception("could not restore session %s of namespace %s", pid, self.name)
+            return None
 
     def _do_connect(self, socket: Socket, on_done: Callable[[Socket | None], None]) -> None:
         self.sockets[socket.id] = socket

@@ -11,6 +11,7 @@ from roomcast.adapter import Handler, InMemoryAdapter
 from roomcast.engine import EngineServer, EngineSocket
 from roomcast.namespace import Namespace, ParentNamespace
 from roomcast.operators import BroadcastOperator
+from roomcast.recovery import SessionAwareAdapter, normalize_options
 
 log = logging.getLogger("roomcast")
 
@@ -35,7 +36,12 @@ class Server:
                  cookie: bool | dict | None = None, http_compression: bool = True,
                  compression_threshold: int = 1024, max_attachments: int = 10,
                  cleanup_empty_child_namespaces: bool = False,
-                 async_handlers: bool = True) -> None:
+                 async_handlers: bool = True,
+                 connection_state_recovery: bool | dict | None = None) -> None:
+        # None, or the recovery options with their defaults (roomcast.recovery.DEFAULTS)
+        self.connection_state_recovery = normalize_options(connection_state_recovery)
+        if self.connection_state_recovery is not None and adapter is InMemoryAdapter:
+            adapter = SessionAwareAdapter   # as Node: the default adapter keeps sessions
         self.connect_timeout = float(connect_timeout)
         self.max_attachments = max_attachments
         self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces

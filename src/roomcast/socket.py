@@ -13,9 +13,10 @@ import gevent
 from gevent.event import AsyncResult
 
 from roomcast import _speedups
-from roomcast.adapter import BroadcastFlags, EventEmitter, _socket_rooms
+from roomcast.adapter import BroadcastFlags, BroadcastOptions, EventEmitter, _socket_rooms
 from roomcast.errors import DisconnectedError, timeout_error
 from roomcast.operators import BroadcastOperator, ack_value, call_safely, check_event
+from roomcast.recovery import RECOVERABLE_DISCONNECT_REASONS
 from roomcast.sio_packet import ACK, BINARY_ACK, BINARY_EVENT, CONNECT, CONNECT_ERROR, \
     DISCONNECT, EVENT
 
@@ -182,21 +183,31 @@ class Socket(_Emitting, EventEmitter):
 
     _flags = _NO_FLAGS
 
-    def __init__(self, nsp: "Namespace", client: "Client", auth: Any) -> None:
+    def __init__(self, nsp: "Namespace", client: "Client", auth: Any,
+                 session: dict | None = None) -> None:
         EventEmitter.__init__(self)
         self.nsp = nsp
         self.server = nsp.server
         self.client = client
         self.conn = client.conn
-        self.id = generate_id()
         self.handshake = build_handshake(client.conn.environ, auth)
-        self.data: dict = {}
+        self._pending_rooms: list = []     # joined in a connection middleware
+        self._missed: list = []            # a recovered socket's missed packets, sent on connect
+        self.recovered = session is not None
+        if session is not None:   # connection state recovery: the same socket again
+            self.id, self.pid = session["sid"], session["pid"]
+            self.data = session["data"] if session.get("data") is not None else {}
+            self._pending_rooms = [r for r in session["rooms"] if r != self.id]
+            self._missed = list(session.get("missed_packets") or ())
+        else:
+            self.id = generate_id()
+            self.pid = generate_id() if self.server.connection_state_recovery else None
+            self.data = {}
         self._state = PENDING
         self._acks: dict[int, Callable] = {}
         self._fns: list[Callable] = []
         self._any: list[Callable] = []
         self._any_outgoing: list[Callable] = []
-        self._pending_rooms: list = []     # joined in a connection middleware
         self._early: list | None = []      # events that came before `connection` returned
         self._waiters: set[AsyncResult] = set()
 
@@ -304,6 +315,11 @@ class Socket(_Emitting, EventEmitter):
         if self._state == CLOSED:
             return False   # Node would still write it; a later reconnect would replay it
         data = [event, *args]
+        if callback is None and self.pid is not None and self._state == CONNECTED:
+            # recovery: through the adapter, so that the packet gets an offset and is kept
+            self.nsp.adapter.broadcast({"type": EVENT, "data": data, "nsp": self.nsp.name},
+                                       BroadcastOptions(frozenset((self.id,)), frozenset(), flags))
+            return True
         pid = None
         if callback is not None:
             pid = self.nsp._next_ack_id()
@@ -426,7 +442,11 @@ class Socket(_Emitting, EventEmitter):
         self._state = CONNECTED
         rooms, self._pending_rooms = self._pending_rooms + [self.id], []
         self.nsp.adapter.add_all(self.id, rooms)
-        self._packet(CONNECT, {"sid": self.id})
+        self._packet(CONNECT, {"sid": self.id} if self.pid is None else {"sid": self.id, "pid": self.pid})
+        missed, self._missed = self._missed, []
+        for packet in missed:   # in order; each carries its offset as its last argument
+            self.client._send(packet if not isinstance(packet, list)
+                              else _speedups.encode_packet(EVENT, self.nsp.name, packet))
 
     def _refuse(self, payload: dict) -> None:
         self._state = CLOSED
@@ -457,6 +477,9 @@ class Socket(_Emitting, EventEmitter):
             return
         # rooms are still readable in `disconnecting`
         self.emit_reserved("disconnecting", reason)
+        if self.pid is not None and reason in RECOVERABLE_DISCONNECT_REASONS:
+            self.nsp.adapter.persist_session({"sid": self.id, "pid": self.pid,
+                                              "rooms": list(self.rooms), "data": self.data})
         self.nsp.adapter.delete_all(self.id)
         self._state = CLOSED
         self.nsp._remove(self)

@@ -16,6 +16,7 @@ from roomcast.engine.cors import CorsOptions
 from roomcast.engine.http import Refusal
 from roomcast.errors import ConnectError
 from roomcast.operators import BroadcastOperator
+from roomcast.recovery import normalize_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Server
@@ -148,6 +149,11 @@ def native_options(options: dict, async_handlers: bool) -> dict:
         out["cors"] = CorsOptions(origin=True, credentials=options.get("cors_credentials", True),
                                   methods="OPTIONS, GET, POST")
     out["origin_check"] = origin_checker(allowed)
+    recovery = normalize_options(options.get("connection_state_recovery"))
+    if recovery is not None:
+        # the connect handler is python-socketio's only connection hook, and it runs as a
+        # connection middleware: it runs for recovered sockets too
+        out["connection_state_recovery"] = dict(recovery, skip_middlewares=False)
     _engine_logging(options.get("engineio_logger"))
     return out
 

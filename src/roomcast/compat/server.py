@@ -153,6 +153,7 @@ _ENGINE_OPTIONS = {
     "http_compression", "compression_threshold", "cookie", "cors_allowed_origins",
     "cors_credentials", "transports", "monitor_clients", "engineio_logger",
     "async_mode",
+    "connection_state_recovery",   # a roomcast extension (python-socketio has none)
 }
 
 
