@@ -275,6 +275,16 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
         self.result = [body]
         self.process_result()
 
+    def start_response(self, status, headers, exc_info=None):
+        # pywsgi closes the connection of a request that said "Connection: close"
+        # without saying so in the response; HTTP/1.1 clients that pool connections
+        # (Node >= 19 with node-fetch) would then send their next request on it.
+        if (self.close_connection and self.request_version == "HTTP/1.1"
+                and not status.startswith("101")
+                and not any(name.lower() == "connection" for name, _ in headers)):
+            headers = [*headers, ("Connection", "close")]
+        return super().start_response(status, headers, exc_info)
+
 
 _SERVICE_UNAVAILABLE = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
                         b"Content-Type: text/plain\r\nContent-Length: 19\r\n\r\n"
