@@ -73,6 +73,7 @@ class EngineSocket:
         # long-polling transport
         self._poll_waiter: Event | None = None
         self._posting = False
+        self._closed_by_client = False   # a close packet came over polling
         self._close_timer = None
         # heartbeat (a fresh libev timer per arming: a restarted one-shot timer
         # would keep the deadline it already passed and fire at once)
@@ -233,6 +234,11 @@ class EngineSocket:
         self._on_close(reason, description)
 
     # ------------------------------------------------------------------ long-polling
+    @property
+    def polling_request_pending(self) -> bool:
+        """A GET is waiting for packets to send (Node's polling transport is writable)."""
+        return self._poll_waiter is not None
+
     def handle_poll(self) -> tuple[int, bytes] | None:
         """Serve a GET: wait for packets, then return the payload (None = overlap)."""
         if self._poll_waiter is not None:
@@ -249,7 +255,10 @@ class EngineSocket:
             items = [self.server.noop_packet]   # the session moved to WebSocket meanwhile
         else:
             items, self._queue = self._queue, []
-        if self.ready_state in ("closing", "closed"):
+        if self._closed_by_client:
+            # Node ends the pending GET with a noop (and answers any later one 400)
+            items = items or [self.server.noop_packet]
+        elif self.ready_state in ("closing", "closed"):
             items.append(self.server.close_packet)
         body = b"\x1e".join([rec for packet in items for rec in packet.polling])
         if self.ready_state == "closing" and not self._ws_active:
@@ -269,6 +278,12 @@ class EngineSocket:
                 self._on_close("parse error", str(exc))
                 return True
             for ptype, data in packets:
+                if ptype == CLOSE and self.ready_state == "open":
+                    if self._poll_waiter is None:
+                        # A GET the client sent just before this POST may be readable
+                        # already but not yet woken: let it become the pending GET.
+                        gevent.idle()
+                    self._closed_by_client = True
                 self._on_packet(ptype, data)
         finally:
             self._posting = False
