@@ -9,6 +9,7 @@ import base64
 import json
 import logging
 import os
+import socket as stdsocket
 from typing import Any, Callable, Iterable
 
 from gevent.event import Event
@@ -298,7 +299,9 @@ class EngineServer:
                 conn = self.clients[sid]
                 if (not self.allow_upgrades or conn.transport != "polling" or conn.upgrading
                         or conn.ready_state != "open"):
-                    self._refuse_websocket(ws, http.BAD_REQUEST, None)
+                    # Node upgrades first, then closes this WebSocket; the session's
+                    # own transport (or the upgrade in progress) is untouched.
+                    self._drop_websocket(ws)
                     return []
                 conn.run_websocket(sock, rfile, probing=True)
         finally:
@@ -311,16 +314,21 @@ class EngineServer:
         A handler that asks before upgrading (roomcast.wsgi.WebSocketHandler)
         answers a plain 400 with this message, exactly as Node does.
         """
-        query = http.query_of(environ)
-        code, message = self._verify(environ, "GET", query, upgrade=True)
-        if code is None and query.get("sid") is not None:
-            conn = self.clients[query["sid"]]
-            if (not self.allow_upgrades or conn.transport != "polling" or conn.upgrading
-                    or conn.ready_state != "open"):
-                code = http.BAD_REQUEST
+        code, message = self._verify(environ, "GET", http.query_of(environ), upgrade=True)
         if code is None:
             return None
         return message or http.ERROR_MESSAGES[code]
+
+    @staticmethod
+    def _drop_websocket(ws) -> None:
+        """Close an upgraded WebSocket that cannot join its session (Node's
+        websocket.close(): a close frame without a status code)."""
+        try:
+            ws.handler.socket.sendall(close_frame(None))
+            ws.handler.socket.shutdown(stdsocket.SHUT_RDWR)
+        except OSError:
+            pass
+        ws.closed = True
 
     def _refuse_websocket(self, ws, code: int, message: str | None) -> None:
         reason = message or http.ERROR_MESSAGES[code]
