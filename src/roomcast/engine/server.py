@@ -184,6 +184,10 @@ class EngineServer:
             if method == "OPTIONS":
                 return http.respond(start_response, "204 No Content", b"", None, cors_headers)
         query = http.query_of(environ)
+        if ws is None and query.get("sid") in self.clients:
+            session = self.clients[query["sid"]]
+            if session.upgrading:
+                session.settle_upgrade()   # judged after what its WebSocket already holds
         code, message = self._verify(environ, method, query, ws is not None)
         if code is not None:
             if self._handlers.get("connection_error"):

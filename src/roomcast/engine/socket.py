@@ -15,9 +15,13 @@ Rules that everything here keeps:
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket as stdsocket
+import sys
+import termios
+import time
 from typing import Any, Callable
 
 import gevent
@@ -34,6 +38,17 @@ WS_TEXT, WS_BINARY, WS_CLOSE, WS_PING, WS_PONG = 1, 2, 8, 9, 10
 UPGRADE_CHECK_INTERVAL = 0.1   # noop to the pending GET while upgrading, as Node does
 POLLING_CLOSE_TIMEOUT = 30.0   # how long a closing polling session waits for its last GET
 READ_SIZE = 65536
+
+
+def _unread_bytes(sock) -> int:
+    """Bytes received on a socket that nobody has read yet (kernel and TLS buffers)."""
+    pending = getattr(sock, "pending", None)   # decrypted TLS bytes
+    count = pending() if pending is not None else 0
+    try:
+        buf = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return count
+    return count + int.from_bytes(buf, sys.byteorder)
 
 
 def _write_nonblocking(fd: int, data) -> int:
@@ -81,6 +96,8 @@ class EngineSocket:
         self._timeout_timer = None
         self._upgrade_timer = None
         self._probe_sock = None
+        self._probe_reading = False   # the probe reader is handling a chunk
+        self._settlers: list[Event] = []   # polling requests waiting for it (settle_upgrade)
 
     # ------------------------------------------------------------------ events
     def on(self, event: str, handler: Callable) -> Callable:
@@ -331,17 +348,50 @@ class EngineSocket:
                     if self._ws_active and self._sock is sock:
                         self._on_close("transport close")
                     return
+                if probing:
+                    self._probe_reading = True   # see settle_upgrade()
                 try:
-                    messages = parser.feed(chunk)
-                except WSProtocolError as exc:
-                    self._ws_fail(sock, exc.code, str(exc))
-                    return
-                for opcode, payload in messages:
-                    if not self._on_ws_message(sock, opcode, payload):
+                    try:
+                        messages = parser.feed(chunk)
+                    except WSProtocolError as exc:
+                        self._ws_fail(sock, exc.code, str(exc))
                         return
+                    for opcode, payload in messages:
+                        if not self._on_ws_message(sock, opcode, payload):
+                            return
+                finally:
+                    if probing:
+                        self._probe_reading = False
+                        probing = self._probe_sock is sock
+                        self._wake_settlers()
         finally:
             if self._upgrade_timer is not None and self.upgrading and not self._ws_active:
                 self._cancel_upgrade()
+            self._wake_settlers()
+
+    def settle_upgrade(self) -> None:
+        """Before a polling request of an upgrading session is looked at, let the
+        probe WebSocket's reader handle everything the client already sent on it.
+
+        A client writes "2probe" and "5" on its new WebSocket before its next
+        polling request; gevent may wake the polling request first, and that
+        request must see the session as Node, reading in arrival order, does.
+        """
+        sock = self._probe_sock
+        deadline = time.monotonic() + self.server.upgrade_timeout
+        while (self.upgrading and sock is not None and self._probe_sock is sock
+               and (self._probe_reading or _unread_bytes(sock))):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            settled = Event()
+            self._settlers.append(settled)
+            settled.wait(min(left, 0.1))
+
+    def _wake_settlers(self) -> None:
+        settlers, self._settlers = self._settlers, []
+        for settled in settlers:
+            settled.set()
 
     def _ws_fail(self, sock, code: int, reason: str) -> None:
         """A WebSocket-level error (e.g. a message over maxPayload): close this transport."""
