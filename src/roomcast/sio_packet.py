@@ -107,9 +107,10 @@ def parse(text: str, max_attachments: int = 10) -> tuple[Packet, int]:
         i = dash + 1
     nsp = "/"
     if text.startswith("/", i):
+        # as in Node's parser, a namespace without its comma runs to the end
         comma = text.find(",", i)
         if comma < 0:
-            raise ParseError("namespace not terminated by ','")
+            comma = len(text)
         nsp = text[i:comma]
         i = comma + 1
     ack_id = None
