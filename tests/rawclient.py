@@ -63,24 +63,43 @@ def _read_response(f) -> Response:
     return Response(status, headers, body)
 
 
+def request_bytes(url: str, method: str = "GET", path: str = "/socket.io/", query: str = "",
+                  body: bytes | str = b"", headers: dict[str, str] | None = None) -> bytes:
+    """The bytes of one HTTP/1.1 request (Connection: close)."""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    target = path + ("?" + query if query else "")
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {urlsplit(url).netloc}",
+             "Connection: close", f"Content-Length: {len(body)}"]
+    for k, v in (headers or {}).items():
+        lines.append(f"{k}: {v}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class Connection:
+    """A connection whose request the test writes when it chooses (see ``request``)."""
+
+    def __init__(self, url: str) -> None:
+        self.sock = _connect(url)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def response(self, timeout: float = 10.0) -> Response:
+        try:
+            with gevent.Timeout(timeout):
+                return _read_response(self.sock.makefile("rb"))
+        finally:
+            self.sock.close()
+
+
 def request(url: str, method: str = "GET", path: str = "/socket.io/", query: str = "",
             body: bytes | str = b"", headers: dict[str, str] | None = None,
             timeout: float = 10.0) -> Response:
     """One HTTP request on a fresh connection."""
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    sock = _connect(url)
-    try:
-        target = path + ("?" + query if query else "")
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {urlsplit(url).netloc}",
-                 "Connection: close", f"Content-Length: {len(body)}"]
-        for k, v in (headers or {}).items():
-            lines.append(f"{k}: {v}")
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        with gevent.Timeout(timeout):
-            return _read_response(sock.makefile("rb"))
-    finally:
-        sock.close()
+    conn = Connection(url)
+    conn.send(request_bytes(url, method, path, query, body, headers))
+    return conn.response(timeout)
 
 
 class KeepAliveConnection:
