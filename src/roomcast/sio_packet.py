@@ -24,6 +24,7 @@ from typing import Any
 __all__ = [
     "CONNECT", "DISCONNECT", "EVENT", "ACK", "CONNECT_ERROR", "BINARY_EVENT", "BINARY_ACK",
     "PACKET_NAMES", "RESERVED_EVENTS", "ParseError", "Packet", "Decoder", "parse",
+    "payload_valid",
 ]
 
 CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range(7)
@@ -84,6 +85,13 @@ def _payload_valid(ptype: int, data) -> bool:
     if ptype in (ACK, BINARY_ACK):
         return isinstance(data, list)
     return isinstance(data, (str, dict))  # CONNECT_ERROR
+
+
+def payload_valid(ptype: int, data: Any) -> bool:
+    """Whether ``data`` is a valid payload of a ``ptype`` packet, by the rules of
+    socket.io-parser's decoder (the JS client's too): e.g. an EVENT's data is a
+    non-empty list whose first item is a number or a non-reserved event name."""
+    return _payload_valid(ptype, data)
 
 
 def parse(text: str, max_attachments: int = 10) -> tuple[Packet, int]:

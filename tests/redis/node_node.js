@@ -6,7 +6,8 @@
 //   stdout {"ready": port}, then {"id", "result"} / {"id", "error"} per stdin command,
 //   and {"event": "server_side", "args": [...]} when a server-side emit arrives.
 // Sockets join the comma-separated rooms of their `rooms` query parameter and keep
-// {"origin": "node", "port": port} in socket.data.
+// {"origin": "node", "port": port} in socket.data; a socket's "relay" event is
+// broadcast as is. In commands, {"$bytes": base64} is a Buffer, {"$date": ms} a Date.
 "use strict";
 
 const path = require("path");
@@ -27,6 +28,7 @@ function replacer(key, value) {
 }
 function revive(key, value) {
   if (value && typeof value === "object" && typeof value.$bytes === "string") return Buffer.from(value.$bytes, "base64");
+  if (value && typeof value === "object" && typeof value.$date === "number") return new Date(value.$date);
   return value;
 }
 
@@ -50,6 +52,7 @@ async function main() {
       if (rooms) socket.join(rooms.split(","));
       socket.on("whoami", (ack) => ack({ id: socket.id, origin: "node" }));
       socket.on("join", (room, ack) => { socket.join(room); ack && ack(); });
+      socket.on("relay", (...args) => nsp.emit(...args));   // a client's values, broadcast
     });
     nsp.on("server_side", (...args) => {
       const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
@@ -76,6 +79,16 @@ async function main() {
   const handlers = {
     emit: (cmd) => { target(cmd).emit(cmd.ev, ...(cmd.args || [])); return true; },
     emitWithAck: (cmd) => target(cmd).emitWithAck(cmd.ev, ...(cmd.args || [])),
+    // a packet as is, through the adapter (what emit() would refuse or never build)
+    rawBroadcast: (cmd) => {
+      io.of(cmd.nsp || "/").adapter.broadcast(cmd.packet, { rooms: new Set(), except: new Set(), flags: {} });
+      return true;
+    },
+    rawBroadcastWithAck: (cmd) => {
+      io.of(cmd.nsp || "/").adapter.broadcastWithAck(
+        cmd.packet, { rooms: new Set(), except: new Set(), flags: { timeout: 1000 } }, () => {}, () => {});
+      return true;
+    },
     fetchSockets: async (cmd) => (await target(cmd).fetchSockets()).map((s) => (
       { id: s.id, rooms: [...s.rooms].sort(), data: s.data, query: s.handshake.query })),
     remoteEmit: async (cmd) => {

@@ -76,6 +76,7 @@ class Node:
                 if ack:
                     ack()
             socket.on("join", join)
+            socket.on("relay", lambda *args: nsp.emit(*args))   # a client's values, broadcast
 
         nsp.on("connection", on_connection)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import struct
 
 import pytest
 
@@ -146,7 +147,33 @@ def test_malformed_input_is_a_clear_error(bad):
         _notepack.decode(bad)
 
 
-@pytest.mark.parametrize("bad", [object(), {1, 2}, 2**64, -(2**63) - 1, {("a",): 1}])
+def test_integers_beyond_msgpack_are_their_javascript_value():
+    # msgpack stops at 2**64 - 1 and -2**63; JSON gives Python bigger ints (a client's 1e20)
+    assert _notepack.encode(2**64 - 1).hex() == "cfffffffffffffffff"
+    assert _notepack.encode(-(2**63)).hex() == "d38000000000000000"
+    for big in (2**64, 10**20, -(2**63) - 1, -(10**21)):
+        assert _notepack.encode(big) == b"\xcb" + struct.pack(">d", float(big))
+    assert _notepack.encode([10**400, -(10**400)]) == _notepack.encode([math.inf, -math.inf])
+
+
+def test_dates_beyond_python_years_decode_as_their_javascript_json():
+    def timestamp96(seconds: int, ns: int = 0) -> bytes:
+        return b"\xc7\x0c\xff" + ns.to_bytes(4, "big") + seconds.to_bytes(8, "big", signed=True)
+
+    assert _notepack.decode(timestamp96(8_640_000_000_000)) == "+275760-09-13T00:00:00.000Z"
+    assert _notepack.decode(timestamp96(-8_640_000_000_000)) == "-271821-04-20T00:00:00.000Z"
+    assert _notepack.decode(b"\x92" + timestamp96(-62_167_219_201, 5_000_000)
+                            + timestamp96(0)) == ["-000001-12-31T23:59:59.005Z", _when(0)]
+    assert _notepack.decode(timestamp96(8_640_000_000_001)) is None   # an Invalid Date
+    legacy = b"\xd7\x00" + (8_640_000_000_000_000).to_bytes(8, "big")
+    assert _notepack.decode(legacy) == "+275760-09-13T00:00:00.000Z"
+
+
+def test_a_date_is_its_iso_string():
+    assert _notepack.encode(dt.date(2024, 2, 29)) == _notepack.encode("2024-02-29")
+
+
+@pytest.mark.parametrize("bad", [object(), {1, 2}, {("a",): 1}, "lone \ud800"])
 def test_unencodable_values_raise_type_error(bad):
     with pytest.raises(TypeError):
         _notepack.encode(bad)

@@ -42,7 +42,8 @@ import gevent
 from gevent.event import Event
 
 from roomcast.adapter import BroadcastFlags, BroadcastOptions, InMemoryAdapter, _socket_rooms
-from roomcast.adapters._protocol import answer_once
+from roomcast.adapters._protocol import (answer_once, count_unreached_servers, log_not_sent,
+                                         log_refused, refusal)
 from roomcast.operators import RemoteSocket
 
 if TYPE_CHECKING:
@@ -356,9 +357,13 @@ class ClusterAdapter(InMemoryAdapter):
 
     def broadcast(self, packet: dict, opts: BroadcastOptions) -> None:
         if not opts.flags.local:
-            offset = self.publish(MessageType.BROADCAST, {"packet": self.wire_packet(packet),
-                                                          "opts": opts_to_wire(opts)})
-            packet = self.add_offset_if_necessary(packet, opts, offset)
+            try:
+                offset = self.publish(MessageType.BROADCAST, {"packet": self.wire_packet(packet),
+                                                              "opts": opts_to_wire(opts)})
+            except (TypeError, ValueError) as exc:   # data the transport cannot encode
+                log_not_sent(log, packet, exc)       # costs the other servers only
+            else:
+                packet = self.add_offset_if_necessary(packet, opts, offset)
         InMemoryAdapter.broadcast(self, packet, opts)
 
     def broadcast_with_ack(self, packet: dict, opts: BroadcastOptions,
@@ -367,8 +372,13 @@ class ClusterAdapter(InMemoryAdapter):
         if not opts.flags.local:
             request_id = self.requests.add_acks(client_count_callback, ack,
                                                 ack_lifetime(opts, self.requests_timeout))
-            self.publish(MessageType.BROADCAST, {"packet": self.wire_packet(packet),
-                                                 "requestId": request_id, "opts": opts_to_wire(opts)})
+            try:
+                self.publish(MessageType.BROADCAST, {"packet": self.wire_packet(packet),
+                                                     "requestId": request_id, "opts": opts_to_wire(opts)})
+            except (TypeError, ValueError) as exc:
+                log_not_sent(log, packet, exc)
+                self.requests.acks.pop(request_id, None)
+                count_unreached_servers(self.server_count(), client_count_callback)
         InMemoryAdapter.broadcast_with_ack(self, packet, opts, client_count_callback, ack)
 
     # -- operations on sockets of every server ------------------------------------------
@@ -473,7 +483,9 @@ class ClusterAdapter(InMemoryAdapter):
 
     def _on_broadcast(self, sender: Any, body: dict, offset: str | None) -> None:
         packet = body.get("packet")
-        if not isinstance(packet, dict) or not isinstance(packet.get("data"), list):
+        reason = refusal(packet)
+        if reason is not None:
+            log_refused(log, f"from {sender} on {self.nsp.name}", reason)
             return
         local_packet = {"type": packet.get("type", EVENT), "data": packet["data"], "nsp": self.nsp.name}
         request_id = body.get("requestId")

@@ -162,11 +162,13 @@ class RedisAdapter(InMemoryAdapter):
 
     def broadcast(self, packet: dict, opts: BroadcastOptions) -> None:
         if not opts.flags.local:
-            message = _notepack.encode([self.uid, self._wire_packet(packet), self._wire_opts(opts)])
-            channel = self.channel
-            if len(opts.rooms) == 1:
-                channel += f"{next(iter(opts.rooms))}#"
-            self.hub.publish(channel, message)
+            message = proto.encode_or_log(
+                log, [self.uid, self._wire_packet(packet), self._wire_opts(opts)], packet)
+            if message is not None:
+                channel = self.channel
+                if len(opts.rooms) == 1:
+                    channel += f"{next(iter(opts.rooms))}#"
+                self.hub.publish(channel, message)
         InMemoryAdapter.broadcast(self, packet, opts)
 
     def broadcast_with_ack(self, packet: dict, opts: BroadcastOptions,
@@ -175,11 +177,15 @@ class RedisAdapter(InMemoryAdapter):
         if not opts.flags.local:
             request_id = self.requests.add_acks(client_count_callback, ack,
                                                 ack_lifetime(opts, self.requests_timeout))
-            message = _notepack.encode({
+            message = proto.encode_or_log(log, {
                 "uid": self.uid, "requestId": request_id, "type": proto.BROADCAST,
                 "packet": self._wire_packet(packet), "opts": self._wire_opts(opts),
-            })
-            self.hub.publish(self.request_channel, message)
+            }, packet)
+            if message is not None:
+                self.hub.publish(self.request_channel, message)
+            else:
+                self.requests.acks.pop(request_id, None)
+                proto.count_unreached_servers(self.server_count(), client_count_callback)
         InMemoryAdapter.broadcast_with_ack(self, packet, opts, client_count_callback, ack)
 
     def _on_message(self, channel: str, data: bytes) -> None:
@@ -196,7 +202,11 @@ class RedisAdapter(InMemoryAdapter):
             return
         if sender == self.uid or not isinstance(packet, dict) or not isinstance(opts, dict):
             return
-        if packet.get("nsp", "/") != self.nsp.name or not isinstance(packet.get("data"), list):
+        if packet.get("nsp", "/") != self.nsp.name:
+            return
+        reason = proto.refusal(packet)
+        if reason is not None:
+            proto.log_refused(log, f"on {channel}", reason)
             return
         InMemoryAdapter.broadcast(self, self._wire_packet(packet), opts_from_wire(opts, with_flags=True))
 
@@ -299,7 +309,9 @@ class RedisAdapter(InMemoryAdapter):
         if request_id in self.requests.acks:   # our own broadcast
             return
         packet = request.get("packet")
-        if not isinstance(packet, dict) or not isinstance(packet.get("data"), list):
+        reason = proto.refusal(packet)
+        if reason is not None:
+            proto.log_refused(log, f"with acks {request_id}", reason)
             return
 
         def client_count(count: int) -> None:
