@@ -1,8 +1,9 @@
-"""roomcast._notepack against bytes produced by the real notepack.io 3.0.1 encoder.
+"""roomcast._notepack against what the real notepack.io 3.0.1 (tests/js) makes.
 
-The expected hex strings were generated with `require("notepack.io").encode(v)` in Node
-for the JavaScript value equivalent to each Python value; the two Redis examples are
-the ones in node-socketio.md section 4.
+Each case pairs a Python value with the equivalent JavaScript expression; the
+expected bytes are notepack.io's ``encode()`` of the latter, made during the run
+(``node_made``, tests/unit/conftest.py). The two Redis examples are the ones in
+node-socketio.md section 4.
 """
 from __future__ import annotations
 
@@ -21,108 +22,144 @@ def _when(ms: int) -> dt.datetime:
     return dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(milliseconds=ms)
 
 
-# (python value, notepack hex)
+# name: (Python value, the JavaScript value)
 CASES = {
-    "fixint": (0, "00"),
-    "fix127": (127, "7f"),
-    "u8": (128, "cc80"),
-    "u8max": (255, "ccff"),
-    "u16": (256, "cd0100"),
-    "u16max": (65535, "cdffff"),
-    "u32": (65536, "ce00010000"),
-    "u32max": (4294967295, "ceffffffff"),
-    "u64": (4294967296, "cf0000000100000000"),
-    "u64big": (2**52 + 5, "cf0010000000000005"),
-    "negfix": (-1, "ff"),
-    "negfix32": (-32, "e0"),
-    "i8": (-33, "d0df"),
-    "i8min": (-128, "d080"),
-    "i16": (-129, "d1ff7f"),
-    "i16min": (-32768, "d18000"),
-    "i32": (-32769, "d2ffff7fff"),
-    "i32min": (-2147483648, "d280000000"),
-    "i64": (-2147483649, "d3ffffffff7fffffff"),
-    "i64big": (-(2**52) - 7, "d3ffeffffffffffff9"),
-    "float": (1.5, "cb3ff8000000000000"),
-    "floatneg": (-0.1, "cbbfb999999999999a"),
-    "negzero": (-0.0, "00"),
-    "inf": (math.inf, "cb7ff0000000000000"),
-    "intfloat": (3.0, "03"),
-    "big1e15": (1e15, "cf00038d7ea4c68000"),
-    "t": (True, "c3"),
-    "f": (False, "c2"),
-    "nil": (None, "c0"),
-    "str0": ("", "a0"),
-    "str31": ("a" * 31, "bf" + "61" * 31),
-    "str32": ("a" * 32, "d920" + "61" * 32),
-    "str255": ("b" * 255, "d9ff" + "62" * 255),
-    "str256": ("c" * 256, "da0100" + "63" * 256),
-    "str65536": ("d" * 65536, "db00010000" + "64" * 65536),
-    "unicode": ("héllo wörld ✓ 😀", "b668c3a96c6c6f2077c3b6726c6420e29c9320f09f9880"),
-    "longunicode": ("é" * 40, "d950" + "c3a9" * 40),
-    "bin0": (b"", "c400"),
-    "bin3": (b"\x01\x02\x03", "c403010203"),
-    "bin256": (b"\x07" * 256, "c50100" + "07" * 256),
-    "bin65536": (b"\x09" * 65536, "c600010000" + "09" * 65536),
-    "arr15": (list(range(15)), "9f000102030405060708090a0b0c0d0e"),
-    "arr16": (list(range(16)), "dc0010000102030405060708090a0b0c0d0e0f"),
-    "arr65536": ([1] * 65536, "dd00010000" + "01" * 65536),
-    "map15": (
-        {f"k{i}": i for i in range(15)},
-        "8fa26b3000a26b3101a26b3202a26b3303a26b3404a26b3505a26b3606a26b3707a26b3808"
-        "a26b3909a36b31300aa36b31310ba36b31320ca36b31330da36b31340e",
-    ),
-    "map16": (
-        {f"k{i}": i for i in range(16)},
-        "de0010a26b3000a26b3101a26b3202a26b3303a26b3404a26b3505a26b3606a26b3707a26b3808"
-        "a26b3909a36b31300aa36b31310ba36b31320ca36b31330da36b31340ea36b31350f",
-    ),
-    "nested": ({"a": [1, {"b": None, "c": [True, "x"]}], "d": {}}, "82a161920182a162c0a16392c3a178a16480"),
-    "date32": (_when(1700000000000), "d6ff6553f100"),
-    "date64": (_when(1700000000123), "d7ff1d5353006553f100"),
-    "date96neg": (_when(-1000), "c70cff00000000ffffffffffffffff"),
-    "date96big": (_when(2**34 * 1000 + 5), "c70cff004c4b400000000400000000"),
-    "date0": (_when(0), "d6ff00000000"),
+    "fixint": (0, "0"),
+    "fix127": (127, "127"),
+    "u8": (128, "128"),
+    "u8max": (255, "255"),
+    "u16": (256, "256"),
+    "u16max": (65535, "65535"),
+    "u32": (65536, "65536"),
+    "u32max": (4294967295, "4294967295"),
+    "u64": (4294967296, "4294967296"),
+    "u64big": (2**52 + 5, "2 ** 52 + 5"),
+    "negfix": (-1, "-1"),
+    "negfix32": (-32, "-32"),
+    "i8": (-33, "-33"),
+    "i8min": (-128, "-128"),
+    "i16": (-129, "-129"),
+    "i16min": (-32768, "-32768"),
+    "i32": (-32769, "-32769"),
+    "i32min": (-2147483648, "-2147483648"),
+    "i64": (-2147483649, "-2147483649"),
+    "i64big": (-(2**52) - 7, "-(2 ** 52) - 7"),
+    "i64min": (-(2**63), "-(2 ** 63)"),
+    "float": (1.5, "1.5"),
+    "floatneg": (-0.1, "-0.1"),
+    "negzero": (-0.0, "-0"),
+    "inf": (math.inf, "Infinity"),
+    "nan": (math.nan, "NaN"),
+    "intfloat": (3.0, "3.0"),
+    "big1e15": (1e15, "1e15"),
+    "t": (True, "true"),
+    "f": (False, "false"),
+    "nil": (None, "null"),
+    "str0": ("", '""'),
+    "str31": ("a" * 31, '"a".repeat(31)'),
+    "str32": ("a" * 32, '"a".repeat(32)'),
+    "str255": ("b" * 255, '"b".repeat(255)'),
+    "str256": ("c" * 256, '"c".repeat(256)'),
+    "str65536": ("d" * 65536, '"d".repeat(65536)'),
+    "unicode": ("héllo wörld ✓ 😀", '"héllo wörld ✓ 😀"'),
+    "longunicode": ("é" * 40, '"é".repeat(40)'),
+    "bin0": (b"", "Buffer.alloc(0)"),
+    "bin3": (b"\x01\x02\x03", "Buffer.from([1, 2, 3])"),
+    "bin256": (b"\x07" * 256, "Buffer.alloc(256, 7)"),
+    "bin65536": (b"\x09" * 65536, "Buffer.alloc(65536, 9)"),
+    "arr15": (list(range(15)), "[...Array(15).keys()]"),
+    "arr16": (list(range(16)), "[...Array(16).keys()]"),
+    "arr65536": ([1] * 65536, "new Array(65536).fill(1)"),
+    "map15": ({f"k{i}": i for i in range(15)},
+              'Object.fromEntries([...Array(15).keys()].map((i) => ["k" + i, i]))'),
+    "map16": ({f"k{i}": i for i in range(16)},
+              'Object.fromEntries([...Array(16).keys()].map((i) => ["k" + i, i]))'),
+    "nested": ({"a": [1, {"b": None, "c": [True, "x"]}], "d": {}},
+               '{a: [1, {b: null, c: [true, "x"]}], d: {}}'),
+    "date32": (_when(1700000000000), "new Date(1700000000000)"),
+    "date64": (_when(1700000000123), "new Date(1700000000123)"),
+    "date96neg": (_when(-1000), "new Date(-1000)"),
+    "date96big": (_when(2**34 * 1000 + 5), "new Date(2 ** 34 * 1000 + 5)"),
+    "date0": (_when(0), "new Date(0)"),
     # node-socketio.md section 4: the emitter's broadcast, and the adapter's (68 bytes)
     "emitterEx": (
         ["emitter", {"type": 2, "data": ["bin", b"\x01\x02\x03"], "nsp": "/"},
          {"rooms": [], "flags": {"volatile": True}, "except": []}],
-        "93a7656d697474657283a47479706502a46461746192a362696ec403010203a36e7370a12f83"
-        "a5726f6f6d7390a5666c61677381a8766f6c6174696c65c3a665786365707490",
+        '["emitter", {type: 2, data: ["bin", Buffer.from([1, 2, 3])], nsp: "/"},'
+        ' {rooms: [], flags: {volatile: true}, except: []}]',
     ),
     "adapterEx": (
         ["ABCDEF", {"type": 2, "data": ["hello", "world"], "nsp": "/"},
          {"rooms": ["room1"], "except": [], "flags": {}}],
-        "93a641424344454683a47479706502a46461746192a568656c6c6fa5776f726c64a36e7370a12f83"
-        "a5726f6f6d7391a5726f6f6d31a665786365707490a5666c61677380",
+        '["ABCDEF", {type: 2, data: ["hello", "world"], nsp: "/"},'
+        ' {rooms: ["room1"], except: [], flags: {}}]',
     ),
 }
 
+# Dates beyond Python's years 1-9999, as notepack writes them and as JSON (the
+# clients) spells them
+FAR_DATES = {"latest": "8.64e15", "earliest": "-8.64e15", "year0": "-62167219200000",
+             "year-1": "-62198755200000", "year10000": "253402300800000",
+             "sub-second": "-62167219200995"}
+# Integers beyond msgpack's range: roomcast writes float64, which notepack must
+# decode to the JavaScript value (notepack itself would wrap them around)
+BIG_INTS = {"2**64": 2**64, "1e20": 10**20, "-2**63-1": -(2**63) - 1, "-1e21": -(10**21),
+            "1e400": 10**400}
+
+# notepack's legacy extensions: undefined, the ms date, ArrayBuffer, and an unknown one
+LEGACY = {"undefined": "91d40000", "date": "d700" + (1700000000123).to_bytes(8, "big").hex(),
+          "far date": "d700" + (8_640_000_000_000_000).to_bytes(8, "big").hex(),
+          "arraybuffer": "c70300010203", "unknown": "d50501ff"}
+
+NODE_CASES = {
+    "notepack": {
+        **{name: js for name, (_, js) in CASES.items()},
+        **{f"date {name}": f"new Date({ms})" for name, ms in FAR_DATES.items()},
+        "python-only sequences": "[1, Buffer.from([1]), Buffer.from([2])]",
+        "python-only keys": '{"1": "a", null: 2, false: 3, 2.5: 4}',
+    },
+    "json": {f"date {name}": f"new Date({ms})" for name, ms in FAR_DATES.items()},
+    "notepack_decode": {
+        **{f"int {name}": repr(_notepack.encode(value).hex()) for name, value in BIG_INTS.items()},
+        **{f"legacy {name}": repr(hex_) for name, hex_ in LEGACY.items()},
+    },
+}
+NODE_CASES["json"].update({f"int {name}": str(value) for name, value in BIG_INTS.items()})
+
+
+def _as_json(value):
+    """A decoded value as JavaScript's JSON.stringify spells it (dates by toJSON)."""
+    if isinstance(value, dt.datetime):
+        value = value.astimezone(UTC)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    return value
+
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_encode_matches_notepack(name):
-    value, expected = CASES[name]
-    assert _notepack.encode(value).hex() == expected
+def test_encode_matches_notepack(name, node_made):
+    assert _notepack.encode(CASES[name][0]).hex() == node_made["notepack"][name]
 
 
-def test_adapter_example_is_68_bytes():
+def test_adapter_example_is_68_bytes(node_made):
     assert len(_notepack.encode(CASES["adapterEx"][0])) == 68
+    assert len(bytes.fromhex(node_made["notepack"]["adapterEx"])) == 68
 
 
-def test_nan_is_float64():
-    assert _notepack.encode(math.nan).hex() == "cb7ff8000000000000"
+@pytest.mark.parametrize("name", sorted(set(CASES) - {"negzero", "intfloat", "big1e15", "nan"}))
+def test_decode_inverts_encode(name, node_made):
+    assert _notepack.decode(bytes.fromhex(node_made["notepack"][name])) == CASES[name][0]
 
 
-@pytest.mark.parametrize("name", sorted(set(CASES) - {"negzero", "intfloat", "big1e15"}))
-def test_decode_inverts_encode(name):
-    value, expected = CASES[name]
-    assert _notepack.decode(bytes.fromhex(expected)) == value
-
-
-def test_python_only_types_take_their_javascript_spelling():
+def test_python_only_types_take_their_javascript_spelling(node_made):
     # tuples are arrays, bytearray/memoryview are bin, non-str keys become JSON keys
-    assert _notepack.encode((1, bytearray(b"\x01"), memoryview(b"\x02"))) == bytes.fromhex("9301c40101c40102")
-    assert _notepack.decode(_notepack.encode({1: "a", None: 2, False: 3, 2.5: 4})) == {"1": "a", "null": 2, "false": 3, "2.5": 4}
+    assert _notepack.encode((1, bytearray(b"\x01"), memoryview(b"\x02"))).hex() == \
+        node_made["notepack"]["python-only sequences"]
+    assert _notepack.encode({1: "a", None: 2, False: 3, 2.5: 4}).hex() == \
+        node_made["notepack"]["python-only keys"]
     # a naive datetime is UTC; microseconds survive (notepack itself only has ms)
     naive = dt.datetime(2024, 5, 1, 12, 0, 0, 123456)
     assert _notepack.decode(_notepack.encode(naive)) == naive.replace(tzinfo=UTC)
@@ -134,11 +171,10 @@ def test_integral_float_keeps_the_same_object_when_nothing_changes():
     assert _notepack._normalise(["ev", 2.0]) == ["ev", 2]
 
 
-def test_legacy_extensions_decode_like_notepack():
-    assert _notepack.decode(bytes.fromhex("91d40000")) == [None]  # undefined
-    assert _notepack.decode(bytes.fromhex("d700" + (1700000000123).to_bytes(8, "big").hex())) == _when(1700000000123)
-    assert _notepack.decode(bytes.fromhex("c70300010203")) == b"\x01\x02\x03"  # ArrayBuffer
-    assert _notepack.decode(bytes.fromhex("d50501ff")) == [5, b"\x01\xff"]  # unknown ext
+@pytest.mark.parametrize("name", sorted(LEGACY))
+def test_legacy_extensions_decode_like_notepack(name, node_made):
+    assert _as_json(_notepack.decode(bytes.fromhex(LEGACY[name]))) == \
+        node_made["notepack_decode"][f"legacy {name}"]
 
 
 @pytest.mark.parametrize("bad", [b"", b"\x93\x01", b"\xc1", b"\x01\x02"])
@@ -147,26 +183,30 @@ def test_malformed_input_is_a_clear_error(bad):
         _notepack.decode(bad)
 
 
-def test_integers_beyond_msgpack_are_their_javascript_value():
-    # msgpack stops at 2**64 - 1 and -2**63; JSON gives Python bigger ints (a client's 1e20)
-    assert _notepack.encode(2**64 - 1).hex() == "cfffffffffffffffff"
-    assert _notepack.encode(-(2**63)).hex() == "d38000000000000000"
-    for big in (2**64, 10**20, -(2**63) - 1, -(10**21)):
-        assert _notepack.encode(big) == b"\xcb" + struct.pack(">d", float(big))
-    assert _notepack.encode([10**400, -(10**400)]) == _notepack.encode([math.inf, -math.inf])
+@pytest.mark.parametrize("name", sorted(BIG_INTS))
+def test_integers_beyond_msgpack_decode_in_node_to_their_javascript_value(name, node_made):
+    # what notepack.io decodes from roomcast's bytes is the number JSON gives JavaScript
+    assert node_made["notepack_decode"][f"int {name}"] == node_made["json"][f"int {name}"]
+    big = BIG_INTS[name]
+    as_float = float(big) if abs(big) < 10**308 else math.inf if big > 0 else -math.inf
+    assert _notepack.encode(big) == b"\xcb" + struct.pack(">d", as_float)
 
 
-def test_dates_beyond_python_years_decode_as_their_javascript_json():
-    def timestamp96(seconds: int, ns: int = 0) -> bytes:
-        return b"\xc7\x0c\xff" + ns.to_bytes(4, "big") + seconds.to_bytes(8, "big", signed=True)
+def test_the_largest_msgpack_integer_stays_an_integer():
+    # JavaScript has no such integer (2 ** 64 - 1 is 2 ** 64 there), so no notepack bytes
+    assert _notepack.encode(2**64 - 1) == b"\xcf" + b"\xff" * 8
 
-    assert _notepack.decode(timestamp96(8_640_000_000_000)) == "+275760-09-13T00:00:00.000Z"
-    assert _notepack.decode(timestamp96(-8_640_000_000_000)) == "-271821-04-20T00:00:00.000Z"
-    assert _notepack.decode(b"\x92" + timestamp96(-62_167_219_201, 5_000_000)
-                            + timestamp96(0)) == ["-000001-12-31T23:59:59.005Z", _when(0)]
-    assert _notepack.decode(timestamp96(8_640_000_000_001)) is None   # an Invalid Date
-    legacy = b"\xd7\x00" + (8_640_000_000_000_000).to_bytes(8, "big")
-    assert _notepack.decode(legacy) == "+275760-09-13T00:00:00.000Z"
+
+@pytest.mark.parametrize("name", sorted(FAR_DATES))
+def test_dates_beyond_python_years_decode_as_javascript_json_spells_them(name, node_made):
+    notepack_bytes = bytes.fromhex(node_made["notepack"][f"date {name}"])
+    assert _notepack.decode(notepack_bytes) == node_made["json"][f"date {name}"]
+
+
+def test_beyond_javascript_dates_is_an_invalid_date():
+    # the 96-bit timestamp one second past new Date(8.64e15): null, as its toJSON()
+    data = b"\xc7\x0c\xff" + bytes(4) + (8_640_000_000_001).to_bytes(8, "big")
+    assert _notepack.decode(data) is None
 
 
 def test_a_date_is_its_iso_string():
