@@ -74,7 +74,9 @@ class _AckCollector:
         self._check()
 
     def ack(self, *args: Any) -> None:
-        self.responses.append(ack_value(args))
+        # Node keeps each client's first ack argument only (as a remote server
+        # relays it: the Redis adapter's BROADCAST_ACK carries one value)
+        self.responses.append(args[0] if args else None)
         self._check()
 
     def server_count(self, count: int) -> None:
