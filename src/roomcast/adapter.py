@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar, overload
 
 from roomcast import _speedups
+from roomcast.engine.uncompressed import with_compress
 
 if TYPE_CHECKING:
     from roomcast.namespace import Namespace
@@ -293,7 +294,8 @@ class InMemoryAdapter(Adapter):
             for socket in self._local_sockets(selection):
                 if socket._any_outgoing:
                     socket._notify_outgoing(packet["data"])
-        return _speedups.fanout(selection, self.nsp.server.engine.table, encoded, flags.volatile)
+        return _speedups.fanout(selection, self.nsp.server.engine.table,
+                                with_compress(encoded, flags.compress), flags.volatile)
 
     def broadcast_with_ack(self, packet: dict, opts: BroadcastOptions,
                            client_count_callback: Callable[[int], None],

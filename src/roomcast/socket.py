@@ -14,6 +14,7 @@ from gevent.event import AsyncResult
 
 from roomcast import _speedups
 from roomcast.adapter import BroadcastFlags, BroadcastOptions, EventEmitter, _socket_rooms
+from roomcast.engine.uncompressed import with_compress
 from roomcast.errors import DisconnectedError, timeout_error
 from roomcast.operators import BroadcastOperator, ack_value, call_safely, check_event
 from roomcast.recovery import RECOVERABLE_DISCONNECT_REASONS
@@ -329,7 +330,7 @@ class Socket(_Emitting, EventEmitter):
             self._register_ack(pid, callback, flags.timeout)
         if self._any_outgoing:
             self._notify_outgoing(data)
-        self.client._send(encoded, flags.volatile)
+        self.client._send(with_compress(encoded, flags.compress), flags.volatile)
         return True
 
     def _register_ack(self, pid: int, callback: Callable, timeout: float | None) -> None:

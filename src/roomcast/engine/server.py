@@ -344,11 +344,12 @@ class EngineServer:
 
     # ------------------------------------------------------------------ polling requests
     def _poll(self, conn: EngineSocket, environ, start_response, headers, initial=False):
-        body = conn.handle_poll()
-        if body is None:
+        polled = conn.handle_poll()
+        if polled is None:
             return http.respond(start_response, "400 Bad Request", b"", None, headers)
+        body, compress = polled
         headers = self._session_headers(environ, list(headers), initial)
-        if self.http_compression:
+        if self.http_compression and compress:
             body, encoding = http.compress(body, environ.get("HTTP_ACCEPT_ENCODING", ""),
                                            self.compression_threshold)
             if encoding:

@@ -30,6 +30,7 @@ from gevent.event import Event
 from roomcast import _speedups
 from roomcast.eio_packet import (CLOSE, MESSAGE, PING, PONG, UPGRADE, EngineParseError,
                                  decode_polling_payload, decode_text)
+from roomcast.engine.uncompressed import wants_compression
 from roomcast.ws_frames import FrameParser, WSProtocolError, close_frame
 
 log = logging.getLogger("roomcast.engine")
@@ -256,8 +257,9 @@ class EngineSocket:
         """A GET is waiting for packets to send (Node's polling transport is writable)."""
         return self._poll_waiter is not None
 
-    def handle_poll(self) -> tuple[int, bytes] | None:
-        """Serve a GET: wait for packets, then return the payload (None = overlap)."""
+    def handle_poll(self) -> tuple[bytes, bool] | None:
+        """Serve a GET: wait for packets, then return the payload and whether it may
+        be compressed (None = overlap)."""
         if self._poll_waiter is not None:
             # A second concurrent GET: Node answers 400 and closes the session.
             self._on_error("transport error", "overlap from client")
@@ -272,6 +274,9 @@ class EngineSocket:
             items = [self.server.noop_packet]   # the session moved to WebSocket meanwhile
         else:
             items, self._queue = self._queue, []
+        # the transport's own noop and close packets do not ask for compression
+        compress = any(wants_compression(packet) for packet in items
+                       if packet is not self.server.noop_packet)
         if self._closed_by_client:
             # Node ends the pending GET with a noop (and answers any later one 400)
             items = items or [self.server.noop_packet]
@@ -280,7 +285,7 @@ class EngineSocket:
         body = b"\x1e".join([rec for packet in items for rec in packet.polling])
         if self.ready_state == "closing" and not self._ws_active:
             self._on_close(self._closing_reason)
-        return body
+        return body, compress
 
     def handle_post(self, body: bytes) -> bool:
         """Serve a POST body; False when it overlapped another POST."""
