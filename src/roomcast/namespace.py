@@ -44,7 +44,14 @@ class Namespace(EventEmitter):
         self.adapter.init()
 
     def _make_adapter(self) -> Adapter:
-        return self.server._adapter_class(self)
+        return self.server.adapter_class(self)
+
+    def reset_adapter(self) -> None:
+        """Replace the adapter with a new one from the server's adapter class."""
+        old = self.adapter
+        self.adapter = self._make_adapter()
+        self.adapter.init()
+        old.close()
 
     def _next_ack_id(self) -> int:
         pid = self._ids

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+import weakref
 from typing import Any, Callable, Iterable, overload
 
 import gevent
@@ -14,6 +15,13 @@ from roomcast.operators import BroadcastOperator
 from roomcast.recovery import SessionAwareAdapter, normalize_options
 
 log = logging.getLogger("roomcast")
+
+_live: "weakref.WeakSet[Server]" = weakref.WeakSet()
+
+
+def live_servers() -> list["Server"]:
+    """The Servers of this process (a worker process gives them the inter-process adapter)."""
+    return list(_live)
 
 
 def _run_logged(fn: Callable, *args: Any) -> None:
@@ -57,10 +65,27 @@ class Server:
         self._nsps: dict[str, Namespace] = {}
         self._parent_nsps: list[ParentNamespace] = []
         self.sockets: Namespace = self.of("/")
+        _live.add(self)
 
     @property
     def path(self) -> str:
         return self.engine.path
+
+    @property
+    def adapter_class(self) -> Callable[[Namespace], Any]:
+        """The ``adapter`` callable each namespace's adapter is made with."""
+        return self._adapter_class
+
+    def set_adapter(self, adapter: Callable[[Namespace], Any]) -> None:
+        """Use ``adapter`` for every namespace, the existing ones included (Node's
+        ``io.adapter(...)``); only before any client connected. Listeners added to the
+        old adapters are not carried over."""
+        nsps = list(self._nsps.values()) + list(self._parent_nsps)
+        if any(nsp.sockets for nsp in nsps):
+            raise RuntimeError("set_adapter() after clients connected")
+        self._adapter_class = adapter
+        for nsp in nsps:
+            nsp.reset_adapter()
 
     def _on_connection(self, conn: EngineSocket) -> None:
         from roomcast.client import Client
@@ -184,11 +209,12 @@ class Server:
         return self.engine.handle_request(environ, start_response)
 
     def run(self, host: str = "127.0.0.1", port: int = 5000, app: Callable | None = None,
-            **kwargs: Any) -> None:
-        """Serve forever with gevent.pywsgi and the WebSocket handler."""
+            workers: int = 1, **kwargs: Any) -> None:
+        """Serve forever with gevent.pywsgi and the WebSocket handler; ``workers`` > 1:
+        that many processes on the one port (roomcast.workers)."""
         from roomcast.wsgi import run
 
-        run(self, host, port, app, **kwargs)
+        run(self, host, port, app, workers=workers, **kwargs)
 
     def close(self, timeout: float = 10.0) -> None:
         """Shut down gracefully within ``timeout`` seconds: stop accepting (io.run's

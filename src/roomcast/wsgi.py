@@ -31,6 +31,7 @@ import gevent
 import geventwebsocket.handler
 from gevent import pywsgi
 
+from roomcast import workers as worker_processes
 from roomcast.engine import http
 from roomcast.engine.tcp import set_nodelay
 
@@ -165,7 +166,35 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
     and a refused Engine.IO WebSocket request gets Node's plain 400 (or 403 for
     an origin) before the upgrade instead of a 101 and a close frame.
     (The stock handler works too; it just cannot refuse before upgrading.)
-    It also sets TCP_NODELAY on every connection it accepts, as Node does."""
+    It also sets TCP_NODELAY on every connection it accepts, as Node does.
+    With several worker processes, a request for a session of another worker is
+    handed to that worker before anything is answered (roomcast.handoff)."""
+
+    def handle_one_response(self):
+        owner = worker_processes.handoff_owner(self.environ)
+        if owner is not None and self._hand_off(owner):
+            return None
+        return super().handle_one_response()
+
+    def _hand_off(self, owner: int) -> bool:
+        head = [self.requestline, *(f"{k}: {v}" for k, v in self.headers.items()), "", ""]
+        sock = self.socket
+        # what the reader has buffered beyond the headers (part of a POST body), without
+        # waiting for more: the owner reads the rest from the socket itself
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            buffered = self.rfile.peek()
+        except OSError:
+            buffered = b""
+        finally:
+            sock.settimeout(timeout)
+        if not worker_processes.hand_off(owner, sock, "\r\n".join(head).encode("latin-1") + buffered):
+            return False
+        # this worker must neither answer nor read from the connection any more
+        self.close_connection = True
+        self.socket = None
+        return True
 
     def handle(self):
         set_nodelay(self.socket)
@@ -343,28 +372,52 @@ class HTTPServer(pywsgi.WSGIServer):
             listener.close()
 
 
+def as_wsgi(target: Any, app: Callable | None = None) -> Callable:
+    """A WSGI callable for a roomcast Server / EngineServer (with ``app`` for the other
+    paths), or ``target`` itself when it already is a WSGI app (a WSGIApp, Flask...)."""
+    if isinstance(target, WSGIApp) or (app is None and not hasattr(target, "handle_request")
+                                        and callable(target)):
+        return target
+    if isinstance(app, WSGIApp):
+        return app
+    return WSGIApp(target, app)
+
+
 def make_server(io: Any, host: str = "127.0.0.1", port: int = 5000, app: Callable | None = None,
-                log: Any = None, **kwargs: Any) -> HTTPServer:
+                log: Any = None, listener: Any = None, **kwargs: Any) -> HTTPServer:
     """roomcast's HTTP server (gevent pywsgi, WebSocket handler, limits) serving io (and app).
 
     ``kwargs``: ``headers_timeout``, ``keep_alive_timeout``, ``request_timeout``,
     ``max_connections`` (module docstring) and gevent's WSGIServer options (TLS:
     ``certfile``/``keyfile``, ``spawn``...). ``io.close()`` stops it accepting.
+    ``io`` may also be a WSGI app holding roomcast Servers; ``listener``: an already
+    bound and listening socket instead of host:port.
     """
-    wsgi_app = app if isinstance(app, WSGIApp) else WSGIApp(io, app)
-    server = HTTPServer((host, port), wsgi_app, log=log, **kwargs)
-    for engine in wsgi_app.engines:
+    from roomcast.server import live_servers
+
+    wsgi_app = as_wsgi(io, app)
+    server = HTTPServer(listener if listener is not None else (host, port), wsgi_app, log=log,
+                        **kwargs)
+    # a WSGIApp names its engines; another WSGI app (Flask...) holds this process' Servers
+    engines = (wsgi_app.engines if isinstance(wsgi_app, WSGIApp)
+               else [server.engine for server in live_servers()])
+    for engine in engines:
         engine.add_http_server(server)
     return server
 
 
 def run(io: Any, host: str = "127.0.0.1", port: int = 5000, app: Callable | None = None,
-        shutdown_timeout: float = SHUTDOWN_TIMEOUT, **kwargs: Any) -> None:
+        shutdown_timeout: float = SHUTDOWN_TIMEOUT, workers: int = 1, **kwargs: Any) -> None:
     """Serve until ``io.close()`` or SIGTERM (the common case: ``io.run(host, port)``).
 
     SIGTERM closes gracefully: no new connections, every client gets a close (it
     reconnects elsewhere), what is queued is flushed, within ``shutdown_timeout``.
+    ``workers`` > 1: that many processes on the one port (roomcast.workers).
     """
+    if workers > 1:
+        worker_processes.serve(lambda: as_wsgi(io, app), host, port, workers=workers,
+                               graceful_timeout=shutdown_timeout, **kwargs)
+        return
     server = make_server(io, host, port, app, **kwargs)
     server.start()
 

@@ -5,7 +5,6 @@ own (like Node's engine.io) or under a Socket.IO server.
 """
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from roomcast.engine import http
 from roomcast.engine.cors import CorsOptions
 from roomcast.engine.socket import EngineSocket
 from roomcast.engine.tcp import request_socket, set_nodelay
+from roomcast.worker_ids import tagged_id
 from roomcast.ws_frames import close_frame
 
 log = logging.getLogger("roomcast.engine")
@@ -27,9 +27,20 @@ log = logging.getLogger("roomcast.engine")
 TRANSPORTS = ("polling", "websocket")
 
 
+_sid_tag = ""
+
+
+def set_sid_tag(tag: str) -> None:
+    """Start every new sid of this process with ``tag`` (a worker process names itself
+    in its sids so that requests reaching another worker can be handed to it)."""
+    global _sid_tag
+    _sid_tag = tag
+
+
 def generate_id() -> str:
-    """A 20-character url-safe random id, the shape of Node's base64id."""
-    return base64.urlsafe_b64encode(os.urandom(15)).decode("ascii")
+    """A 20-character url-safe random id, the shape of Node's base64id (with this
+    worker's tag first when there are several workers)."""
+    return tagged_id(_sid_tag)
 
 
 class EngineServer:
