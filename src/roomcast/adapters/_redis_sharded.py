@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from roomcast import _notepack
 from roomcast.adapters import _protocol as proto
 from roomcast.adapters._hub import RedisHub
-from roomcast.adapters.cluster import MAY_CONTAIN_BINARY, ClusterAdapter, MessageType, has_binary
+from roomcast.adapters.cluster import (MAY_CONTAIN_BINARY, ClusterAdapter, IllFormedMessage,
+                                      MessageType, has_binary)
 
 if TYPE_CHECKING:
     from roomcast.namespace import Namespace
@@ -132,7 +133,10 @@ class ShardedRedisAdapter(ClusterAdapter):
     def _on_raw_response(self, channel: str, data: bytes) -> None:
         message = self._decode(data)
         if message is not None:
-            self.on_response(message)
+            try:
+                self.on_response(message)
+            except IllFormedMessage as exc:
+                log.warning("redis: ill-formed sharded response ignored (%s)", exc)
 
     def _on_raw_message(self, channel: str, data: bytes) -> None:
         room = channel[len(self.channel):-1]
@@ -141,4 +145,7 @@ class ShardedRedisAdapter(ClusterAdapter):
         message = self._decode(data)
         if message is not None:
             # heartbeats and ADAPTER_CLOSE are ignored: servers are counted with SHARDNUMSUB
-            self.on_message(message)
+            try:
+                self.on_message(message)
+            except IllFormedMessage as exc:
+                log.warning("redis: ill-formed sharded message ignored (%s)", exc)

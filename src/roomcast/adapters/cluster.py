@@ -137,10 +137,36 @@ def opts_to_wire(opts: BroadcastOptions) -> dict:
     return {"rooms": list(opts.rooms), "except": list(opts.except_), "flags": flags_to_wire(opts.flags)}
 
 
+class IllFormedMessage(ValueError):
+    """A cluster message in a valid encoding but of the wrong shape (ignored, logged)."""
+
+
+_SCALARS = (str, int, float)
+
+
+def rooms_from_wire(value: Any) -> list:
+    """A list of room names from another server (IllFormedMessage when it is not one)."""
+    if not value:
+        return []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(r, _SCALARS) for r in value):
+        raise IllFormedMessage(f"rooms must be a list of names, not {type(value).__name__}")
+    return list(value)
+
+
+def check_ids(message: dict) -> None:
+    """The fields a request is dispatched or looked up on must be scalars (IllFormedMessage)."""
+    for key in ("type", "requestId", "uid", "sid", "room"):
+        value = message.get(key)
+        if value is not None and not isinstance(value, _SCALARS):
+            raise IllFormedMessage(f"{key} must be a scalar, not {type(value).__name__}")
+
+
 def opts_from_wire(wire: Any, with_flags: bool = False) -> BroadcastOptions:
-    """Options received from another server; flags (never ``local``) only ``with_flags``."""
+    """Options received from another server; flags (never ``local``) only ``with_flags``.
+    Rooms that are not a list of names raise IllFormedMessage."""
     wire = wire if isinstance(wire, dict) else {}
-    return BroadcastOptions(frozenset(wire.get("rooms") or ()), frozenset(wire.get("except") or ()),
+    return BroadcastOptions(frozenset(rooms_from_wire(wire.get("rooms"))),
+                            frozenset(rooms_from_wire(wire.get("except"))),
                             flags_from_wire(wire.get("flags")) if with_flags else BroadcastFlags())
 
 

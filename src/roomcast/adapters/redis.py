@@ -40,8 +40,9 @@ from roomcast.adapters import _protocol as proto
 from roomcast.adapters._hub import RedisHub
 from roomcast.adapters._redis_client import make_client
 from roomcast.adapters.cluster import (  # noqa: F401  (flags_*, socket_details: kept importable here)
-    PendingRequest, RequestTable, ack_lifetime, finish_server_side_emit, flags_from_wire,
-    flags_to_wire, opts_from_wire, socket_details, sockets_payload)
+    IllFormedMessage, PendingRequest, RequestTable, ack_lifetime, check_ids,
+    finish_server_side_emit, flags_from_wire, flags_to_wire, opts_from_wire, rooms_from_wire,
+    socket_details, sockets_payload)
 from roomcast.operators import RemoteSocket
 
 if TYPE_CHECKING:
@@ -153,7 +154,10 @@ class RedisAdapter(InMemoryAdapter):
     # -- broadcasting ------------------------------------------------------------------
 
     def _wire_packet(self, packet: dict) -> dict:
-        return {"type": packet.get("type", proto.EVENT), "data": packet["data"], "nsp": self.nsp.name}
+        type_ = packet.get("type", proto.EVENT)
+        if not isinstance(type_, int) or isinstance(type_, bool):
+            raise IllFormedMessage(f"packet type must be an int, not {type(type_).__name__}")
+        return {"type": type_, "data": packet["data"], "nsp": self.nsp.name}
 
     @staticmethod
     def _wire_opts(opts: BroadcastOptions) -> dict:
@@ -208,7 +212,12 @@ class RedisAdapter(InMemoryAdapter):
         if reason is not None:
             proto.log_refused(log, f"on {channel}", reason)
             return
-        InMemoryAdapter.broadcast(self, self._wire_packet(packet), opts_from_wire(opts, with_flags=True))
+        try:
+            wire_packet, wire_opts = self._wire_packet(packet), opts_from_wire(opts, with_flags=True)
+        except IllFormedMessage as exc:
+            log.warning("redis: ill-formed broadcast on %s ignored (%s)", channel, exc)
+            return
+        InMemoryAdapter.broadcast(self, wire_packet, wire_opts)
 
     # -- requests from other servers ---------------------------------------------------
 
@@ -227,15 +236,19 @@ class RedisAdapter(InMemoryAdapter):
             return
         if not isinstance(request, dict):
             return
-        handler = self._REQUEST_HANDLERS.get(request.get("type"))
-        if handler is not None:
-            handler(self, request)
+        try:
+            check_ids(request)
+            handler = self._REQUEST_HANDLERS.get(request.get("type"))
+            if handler is not None:
+                handler(self, request)
+        except IllFormedMessage as exc:
+            log.warning("redis: ill-formed request on %s ignored (%s)", channel, exc)
 
     def _answer_sockets(self, request: dict) -> None:
         request_id = request.get("requestId")
         if request_id in self.requests.requests:   # our own request
             return
-        sids = self.sockets(request.get("rooms") or ())
+        sids = self.sockets(rooms_from_wire(request.get("rooms")))
         self._publish_response(request, proto.dumps_json({"requestId": request_id, "sockets": list(sids)}))
 
     def _answer_all_rooms(self, request: dict) -> None:
@@ -252,7 +265,7 @@ class RedisAdapter(InMemoryAdapter):
         if "opts" in request:
             if request.get("uid") != self.uid:   # our own was applied when sent
                 InMemoryAdapter.add_sockets(self, opts_from_wire(request["opts"]),
-                                            _socket_rooms(request.get("rooms") or []))
+                                            rooms_from_wire(request.get("rooms")))
             return
         socket = self._legacy_socket(request)
         if socket is not None:
@@ -263,7 +276,7 @@ class RedisAdapter(InMemoryAdapter):
         if "opts" in request:
             if request.get("uid") != self.uid:
                 InMemoryAdapter.del_sockets(self, opts_from_wire(request["opts"]),
-                                            _socket_rooms(request.get("rooms") or []))
+                                            rooms_from_wire(request.get("rooms")))
             return
         socket = self._legacy_socket(request)
         if socket is not None:
@@ -346,6 +359,11 @@ class RedisAdapter(InMemoryAdapter):
             log.warning("redis: malformed response on %s ignored", channel)
             return
         if not isinstance(response, dict):
+            return
+        try:
+            check_ids(response)
+        except IllFormedMessage as exc:
+            log.warning("redis: ill-formed response on %s ignored (%s)", channel, exc)
             return
         request_id = response.get("requestId")
         kind = response.get("type")
