@@ -46,6 +46,7 @@ _hypothesis_settings.register_profile(
 _hypothesis_settings.load_profile("roomcast")
 
 from psio_harness import run_psio, start_psio  # noqa: E402,F401  (fixtures)
+from compat_sides import both_sides  # noqa: E402,F401  (fixture)
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 HARNESS = JS_DIR / "harness.js"
@@ -143,8 +144,8 @@ def serve() -> Callable[..., str]:
 
             io, app = app, roomcast.WSGIApp(app)
         server_kwargs.setdefault("log", None)  # no access log; errors still go to stderr
-        server = WSGIServer(("127.0.0.1", 0), app, handler_class=_handler_class(),
-                            **server_kwargs)
+        server_kwargs.setdefault("handler_class", _handler_class())
+        server = WSGIServer(("127.0.0.1", 0), app, **server_kwargs)
         server.start()
         started.append((server, io))
         scheme = "https" if server.ssl_enabled else "http"
