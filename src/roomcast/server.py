@@ -127,6 +127,11 @@ class Server:
             nsp.on("connection", handler)
         return nsp
 
+    @property
+    def namespaces(self) -> list[Namespace]:
+        """Every namespace that exists now (dynamic children included, parents not)."""
+        return list(self._nsps.values())
+
     def _check_namespace(self, name: str, auth: Any) -> Namespace | None:
         """The dynamic namespace that accepts ``name`` (a new child), or None."""
         for parent in list(self._parent_nsps):
@@ -201,6 +206,17 @@ class Server:
 
     def server_side_emit_with_ack(self, event: str, *args: Any) -> list:
         return self.sockets.server_side_emit_with_ack(event, *args)
+
+    def instrument(self, auth: Any = None, mode: str = "development", read_only: bool = False,
+                   namespace: str = "/admin", server_id: str | None = None,
+                   server_stats_interval: float = 2.0) -> Any:
+        """Serve the Socket.IO Admin UI's namespace (roomcast.admin); nothing is
+        instrumented until this is called."""
+        from roomcast.admin import Instrumentation
+
+        return Instrumentation(self, auth=auth, mode=mode, read_only=read_only,
+                               namespace=namespace, server_id=server_id,
+                               server_stats_interval=server_stats_interval)
 
     # -- serving ----------------------------------------------------------------
 

@@ -548,8 +548,18 @@ class Server:
         self.manager.close()
         self._bridge.close()
 
-    def instrument(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("roomcast.compat does not implement the Admin UI")
+    def instrument(self, auth: Any = None, mode: str = "development", read_only: bool = False,
+                   server_id: str | None = None, namespace: str = "/admin",
+                   server_stats_interval: float = 2) -> Any:
+        """The Socket.IO Admin UI (roomcast.admin on the native server). As in
+        python-socketio, ``auth`` must be given: False, a dict the UI's credentials
+        must equal, a list of them, or a function."""
+        if auth is None:
+            raise ValueError("auth must be specified")
+        return self.native.instrument(
+            auth=auth, mode=mode, read_only=read_only, namespace=namespace,
+            server_id=server_id or getattr(self.manager, "host_id", None),
+            server_stats_interval=server_stats_interval)
 
     def close(self, timeout: float = 10.0) -> None:
         """shutdown() with roomcast's Server.close() signature (a graceful, bounded close)."""
