@@ -267,3 +267,17 @@ def test_message_queue_call_and_write_only_emitter(serve, run_js, start_js, redi
     assert run.result() == ["welcome stranger", "from a worker"]
     worker.server.shutdown()
     socketio.server.shutdown()
+
+
+@pytest.mark.parametrize("module", BOTH)
+def test_unmanaged_session_is_flasks_own(module):
+    # manage_session=False: handlers see the Flask session of the handshake request;
+    # with cookie sessions, what they change is not kept between events
+    app, socketio = make_app(module, manage_session=False)
+    http = app.test_client()
+    http.get("/login/carol")
+    client = socketio.test_client(app, flask_test_client=http)
+    client.emit("say", {"text": "one"})
+    client.emit("say", {"text": "two"})
+    assert [m["args"][0] for m in client.get_received()] == [
+        {"text": "welcome carol", "n": 0}, {"text": "one", "n": 1}, {"text": "two", "n": 1}]
