@@ -1,8 +1,9 @@
 """One scenario, two servers: roomcast.compat and the real python-socketio.
 
 The compat tests write a scenario once, as a function of the ``socketio`` module it
-builds its server with and of ``serve`` (which serves that server, the way its side
-is served), and run it with the fixture ``both_sides``::
+builds its server with and of ``serve`` (which serves that server, or a WSGI app made
+with that module, the way its side is served), and run it with the fixture
+``both_sides``::
 
     def scenario(socketio, serve):
         sio = socketio.Server()
@@ -45,12 +46,15 @@ def both_sides(serve: Callable[..., str]) -> Callable[..., Any]:
     real_servers: list = []
 
     def serve_side(side: str) -> Callable[..., str]:
-        def _serve(sio: Any, **kwargs: Any) -> str:
+        def _serve(app: Any, **kwargs: Any) -> str:
+            """Serve a Server (wrapped in its side's WSGIApp) or a WSGI app as is."""
             if side == "roomcast.compat":
-                return serve(sio, **kwargs)
-            assert sio.eio.async_mode == "gevent", sio.eio.async_mode
-            real_servers.append(sio)
-            return serve(python_socketio.WSGIApp(sio), handler_class=WebSocketHandler, **kwargs)
+                return serve(app, **kwargs)
+            if isinstance(app, python_socketio.Server):
+                assert app.eio.async_mode == "gevent", app.eio.async_mode
+                real_servers.append(app)
+                app = python_socketio.WSGIApp(app)
+            return serve(app, handler_class=WebSocketHandler, **kwargs)
 
         return _serve
 

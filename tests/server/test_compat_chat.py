@@ -1,6 +1,7 @@
 """A python-socketio chat app, written as python-socketio's docs and examples show,
 with only ``import socketio`` changed, driven by the JS client and by
-python-socketio's own client."""
+python-socketio's own client; each scenario runs against roomcast.compat and against
+python-socketio itself (``both_sides``, tests/compat_sides.py), with the same results."""
 from __future__ import annotations
 
 import textwrap
@@ -8,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-import roomcast.compat as socketio
+import roomcast.compat
 
 
 INDEX = "<!doctype html><title>chat</title><p>hello from the chat</p>"
 
 
-def make_chat_app(tmp_path: Path, log: list):
+def make_chat_app(socketio, tmp_path: Path, log: list):
     """The app, as it would sit in a python-socketio project's app.py."""
     (tmp_path / "index.html").write_text(INDEX)
 
@@ -79,22 +80,19 @@ def make_chat_app(tmp_path: Path, log: list):
     return sio, app
 
 
-def test_static_files_and_other_app(serve, run_js, tmp_path):
-    sio, app = make_chat_app(tmp_path, [])
-    url = serve(app)
-    pages = run_js("""
-        const index = await fetch(URL + "/");
-        const other = await fetch(URL + "/about");
-        done([index.headers.get("content-type"), await index.text(), await other.text()]);
-    """, url)
-    assert pages == ["text/html", INDEX, "the rest of the site"]
+def test_static_files_and_other_app(both_sides, run_js, tmp_path):
+    def scenario(socketio, serve):
+        sio, app = make_chat_app(socketio, tmp_path, [])
+        return run_js("""
+            const index = await fetch(URL + "/");
+            const other = await fetch(URL + "/about");
+            done([index.headers.get("content-type"), await index.text(), await other.text()]);
+        """, serve(app))
+
+    assert both_sides(scenario) == ["text/html", INDEX, "the rest of the site"]
 
 
-def test_chat_with_the_js_client(serve, run_js, tmp_path, wait_for):
-    log: list = []
-    sio, app = make_chat_app(tmp_path, log)
-    url = serve(app)
-    result = run_js("""
+CHAT = """
         const inbox = {alice: [], bob: []};
         const alice = io(URL, {auth: {name: "alice"}});
         const bob = io(URL, {auth: {name: "bob"}, transports: ["websocket"]});
@@ -123,7 +121,20 @@ def test_chat_with_the_js_client(serve, run_js, tmp_path, wait_for):
         alice.emit("disconnect_request");
         const [reason] = await gone;
         done({inbox, rooms, reason});
-    """, url)
+"""
+
+
+def test_chat_with_the_js_client(both_sides, run_js, tmp_path, wait_for):
+    def scenario(socketio, serve):
+        log: list = []
+        sio, app = make_chat_app(socketio, tmp_path, log)
+        result = run_js(CHAT, serve(app))
+        wait_for(lambda: ("disconnect", "server disconnect") in log, "the disconnect handler")
+        # (bob's own disconnect, when node exits, may come before or after this)
+        return result, sorted(e for e in log if e != ("disconnect", "client disconnect"))
+
+    result, log = both_sides(scenario)
+    assert log == [("connect", "alice"), ("connect", "bob"), ("disconnect", "server disconnect")]
     assert result["rooms"] == ["r1"]
     assert result["reason"] == "io server disconnect"
     assert result["inbox"]["alice"] == [
@@ -141,14 +152,9 @@ def test_chat_with_the_js_client(serve, run_js, tmp_path, wait_for):
         {"data": "Room r1 is closing."},
         {"data": "still here"},
     ]
-    assert ("connect", "alice") in log and ("connect", "bob") in log
-    wait_for(lambda: ("disconnect", "server disconnect") in log, "the disconnect handler")
 
 
-def test_chat_with_the_python_socketio_client(serve, start_psio, tmp_path, wait_for):
-    log: list = []
-    sio, app = make_chat_app(tmp_path, log)
-    url = serve(app)
+def test_chat_with_the_python_socketio_client(both_sides, start_psio, tmp_path, wait_for):
     client = textwrap.dedent("""
         sio = socketio.Client()
         inbox = Inbox()
@@ -171,16 +177,25 @@ def test_chat_with_the_python_socketio_client(serve, start_psio, tmp_path, wait_
             gone.wait(5)
         done({"rooms": rooms, "inbox": inbox.items, "connected": sio.connected})
     """)
-    carol = start_psio('NAME = "carol"; TRANSPORTS = ["polling", "websocket"]\n' + client, url)
 
-    def carol_in_r1():
-        if carol.proc.poll() is not None:
-            carol.result()             # raises with the client's output
-        return list(sio.manager.get_participants("/", "r1"))
+    def scenario(socketio, serve):
+        log: list = []
+        sio, app = make_chat_app(socketio, tmp_path, log)
+        url = serve(app)
+        carol = start_psio('NAME = "carol"; TRANSPORTS = ["polling", "websocket"]\n' + client, url)
 
-    wait_for(carol_in_r1, "carol to join r1")
-    dave = start_psio('NAME = "dave"; TRANSPORTS = ["websocket"]\n' + client, url)
-    carol_result, dave_result = carol.result(), dave.result()
+        def carol_in_r1():
+            if carol.proc.poll() is not None:
+                carol.result()             # raises with the client's output
+            return list(sio.manager.get_participants("/", "r1"))
+
+        wait_for(carol_in_r1, "carol to join r1")
+        dave = start_psio('NAME = "dave"; TRANSPORTS = ["websocket"]\n' + client, url)
+        results = carol.result(), dave.result()
+        wait_for(lambda: ("disconnect", "server disconnect") in log, "the disconnect handler")
+        return results
+
+    carol_result, dave_result = both_sides(scenario)
     assert carol_result == {"rooms": ["r1"], "connected": True, "inbox": [
         {"data": "Connected", "name": "carol"},
         {"data": "Entered room: r1"},
@@ -192,54 +207,57 @@ def test_chat_with_the_python_socketio_client(serve, start_psio, tmp_path, wait_
         {"data": "Entered room: r1"},
         {"data": "hi all from carol", "from": "carol"},
     ]}
-    assert ("disconnect", "server disconnect") in log
 
 
 @pytest.mark.parametrize("wrapper", ["WSGIApp", "Middleware"])
-def test_custom_socketio_path(serve, run_js, wrapper):
-    sio = socketio.Server()
+def test_custom_socketio_path(both_sides, run_js, wrapper):
+    def scenario(socketio, serve):
+        sio = socketio.Server()
 
-    @sio.event
-    def hello(sid, name):
-        return "hello " + name
+        @sio.event
+        def hello(sid, name):
+            return "hello " + name
 
-    app = getattr(socketio, wrapper)(sio, socketio_path="/chat/io/")
-    url = serve(app)
-    assert run_js("""
-        const socket = io(URL, {path: "/chat/io/"});
-        done(await socket.emitWithAck("hello", "path"));
-    """, url) == "hello path"
+        app = getattr(socketio, wrapper)(sio, socketio_path="/chat/io/")
+        return run_js("""
+            const socket = io(URL, {path: "/chat/io/"});
+            done(await socket.emitWithAck("hello", "path"));
+        """, serve(app))
+
+    assert both_sides(scenario) == "hello path"
 
 
-def test_flask_app_as_python_socketio_documents_it(serve, run_js):
+def test_flask_app_as_python_socketio_documents_it(both_sides, run_js):
     from flask import Flask, session
 
-    app = Flask(__name__)
-    app.secret_key = "test"
-    sio = socketio.Server(async_mode="gevent")
-    app.wsgi_app = socketio.WSGIApp(sio, app.wsgi_app)
+    def scenario(socketio, serve):
+        app = Flask(__name__)
+        app.secret_key = "test"
+        sio = socketio.Server(async_mode="gevent")
+        app.wsgi_app = socketio.WSGIApp(sio, app.wsgi_app)
 
-    @app.route("/")
-    def index():
-        session["visits"] = session.get("visits", 0) + 1
-        return "flask page"
+        @app.route("/")
+        def index():
+            session["visits"] = session.get("visits", 0) + 1
+            return "flask page"
 
-    @sio.event
-    def connect(sid, environ):
-        sio.save_session(sid, {"cookie": "session=" in environ.get("HTTP_COOKIE", "")})
+        @sio.event
+        def connect(sid, environ):
+            sio.save_session(sid, {"cookie": "session=" in environ.get("HTTP_COOKIE", "")})
 
-    @sio.event
-    def hello(sid):
-        return "hello from socketio", sio.get_session(sid)["cookie"]
+        @sio.event
+        def hello(sid):
+            return "hello from socketio", sio.get_session(sid)["cookie"]
 
-    url = serve(app)
-    assert run_js("""
-        const page = await fetch(URL + "/");
-        const cookie = page.headers.get("set-cookie").split(";")[0];
-        const socket = io(URL, {extraHeaders: {cookie}});
-        const answer = await new Promise((r) => socket.emit("hello", (...a) => r(a)));
-        done([await page.text(), answer]);
-    """, url) == ["flask page", ["hello from socketio", True]]
+        return run_js("""
+            const page = await fetch(URL + "/");
+            const cookie = page.headers.get("set-cookie").split(";")[0];
+            const socket = io(URL, {extraHeaders: {cookie}});
+            const answer = await new Promise((r) => socket.emit("hello", (...a) => r(a)));
+            done([await page.text(), answer]);
+        """, serve(app))
+
+    assert both_sides(scenario) == ["flask page", ["hello from socketio", True]]
 
 
 def test_served_with_pywsgi_and_gevent_websocket_as_documented(run_js, tmp_path):
@@ -247,7 +265,7 @@ def test_served_with_pywsgi_and_gevent_websocket_as_documented(run_js, tmp_path)
     from gevent import pywsgi
     from geventwebsocket.handler import WebSocketHandler
 
-    sio, app = make_chat_app(tmp_path, [])
+    sio, app = make_chat_app(roomcast.compat, tmp_path, [])
     server = pywsgi.WSGIServer(("127.0.0.1", 0), app, handler_class=WebSocketHandler, log=None)
     server.start()
     try:
