@@ -216,6 +216,7 @@ def test_python_socketio_and_roomcast_servers_share_a_queue(queue, serve, start_
         writer.close_room("green")
         writer.emit("w-green", 14, room="green")            # closed: nobody
         writer.emit("w-bin", (b"\xff", 15), room=p_sids["p2"])
+        writer.disconnect(p_sids["chat:pc"], namespace="/chat")   # python-socketio's crashes
     finally:
         writer.close()
     sync_from_roomcast()
@@ -242,7 +243,7 @@ def test_python_socketio_and_roomcast_servers_share_a_queue(queue, serve, start_
                            ["p-green", 11], ["w-bin", b"\xff", 15],
                            ["disconnected", "io server disconnect"]]
     assert inbox["rc"] == [["r-chat", 4], ["p-chat", 10]]
-    assert inbox["pc"] == [["r-chat", 4], ["p-chat", 10]]
+    assert inbox["pc"] == [["r-chat", 4], ["p-chat", 10], ["disconnected", "io server disconnect"]]
 
 
 WORKER = """
@@ -306,3 +307,23 @@ def test_python_socketio_write_only_emitters_reach_roomcast(queue, serve, start_
     skipped = [r.getMessage() for r in caplog.records if "skipping a bad message" in r.getMessage()]
     assert len(skipped) == 7, skipped
     sio.shutdown()
+
+
+def test_python_socketio_managers_given_to_roomcast_become_roomcast_ones(redis_url):
+    import socketio as real_socketio
+
+    given = real_socketio.RedisManager(redis_url, channel="roomcast-test-given",
+                                       redis_options={"socket_timeout": 5})
+    sio = socketio.Server(client_manager=given)
+    assert isinstance(sio.manager, socketio.RedisManager)
+    assert (sio.manager.redis_url, sio.manager.channel, sio.manager.write_only,
+            sio.manager.redis_options) == (redis_url, "roomcast-test-given", False,
+                                           {"socket_timeout": 5})
+    assert sio.manager.wait_subscribed(10)
+    sio.shutdown()
+    kombu_given = real_socketio.KombuManager(AMQP_URL, channel="roomcast-test-given",
+                                             write_only=True)
+    writer = socketio.Server(client_manager=kombu_given).manager
+    assert isinstance(writer, socketio.KombuManager)
+    assert (writer.url, writer.channel, writer.write_only) == (AMQP_URL, "roomcast-test-given",
+                                                               True)

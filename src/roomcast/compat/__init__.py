@@ -20,7 +20,12 @@ Where it knowingly differs from python-socketio:
 - emitting a reserved event name (``connect``, ``disconnect``...) raises
   ValueError;
 - ``shutdown()`` also disconnects the clients (reason ``server disconnect``),
-  where python-engineio only stops its background task.
+  where python-engineio only stops its background task;
+- the queue managers need no monkey patching; a server publishes from a
+  background greenlet; a write-only manager's ``disconnect()`` works; bad queue
+  messages are logged as warnings (see managers.py);
+- ``instrument()`` reports a broadcast as one ``event_sent``, not one per
+  recipient (see roomcast.admin).
 """
 from __future__ import annotations
 
