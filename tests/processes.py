@@ -31,9 +31,11 @@ def start_process(args: list[str], port: int, impl: str, wait_for):
     def listening() -> bool:
         assert proc.poll() is None, proc.stderr.read().decode()
         try:
-            request(f"http://127.0.0.1:{port}", path="/", timeout=1)
+            request(f"http://127.0.0.1:{port}", path="/", timeout=2)
             return True
-        except OSError:
+        except (OSError, gevent.Timeout):
+            # refused, or accepted by a listener whose worker is still booting
+            # (gunicorn's master listens before its worker serves) on a loaded machine
             return False
 
     wait_for(listening, f"the server to listen on {port}", timeout=20)
