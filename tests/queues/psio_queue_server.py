@@ -67,6 +67,8 @@ def control(environ, start_response):
         result = acks
     elif kind == "enter_room":
         sio.enter_room(op["sid"], op["room"])
+    elif kind == "leave_room":
+        sio.leave_room(op["sid"], op["room"])
     elif kind == "close_room":
         sio.close_room(op["room"])
     elif kind == "disconnect":

@@ -191,6 +191,9 @@ def test_python_socketio_and_roomcast_servers_share_a_queue(queue, serve, start_
     sio.emit("r-chat", 4, namespace="/chat")
     sio.enter_room(p_sids["p2"], "green")          # a python-socketio client, through the queue
     sio.emit("r-green", 5, to="green")
+    sio.enter_room(p_sids["p1"], "violet")
+    sio.leave_room(p_sids["p1"], "violet")          # left again, through the queue
+    sio.emit("r-violet", 16, to="violet")           # nobody
     acked = []
     sio.emit("r-ask", 6, to=p_sids["p1"], callback=lambda *a: acked.append(a))
     wait_for(lambda: acked, "the callback from python-socketio's client")
@@ -205,6 +208,9 @@ def test_python_socketio_and_roomcast_servers_share_a_queue(queue, serve, start_
     do("emit", event="p-chat", args=[10], namespace="/chat")
     do("enter_room", sid=r_sids["r1"], room="green")   # a roomcast client, through the queue
     do("emit", event="p-green", args=[11], to="green")
+    do("enter_room", sid=r_sids["r2"], room="violet")
+    do("leave_room", sid=r_sids["r2"], room="violet")
+    do("emit", event="p-violet", args=[17], to="violet")   # nobody
     do("emit_with_callback", event="p-ask", args=[12], to=r_sids["r2"])
     wait_for(lambda: ["r2 got p-ask"] in do("acks"), "the callback from roomcast's client")
     sync_from_psio()
