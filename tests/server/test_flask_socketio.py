@@ -101,7 +101,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def flask_server(impl):
+def flask_server(impl, wait_for):
     """flask_server(module) -> URL of tests/apps/flask_chat.py served by socketio.run()."""
     procs = []
 
@@ -113,12 +113,15 @@ def flask_server(impl):
         procs.append(proc)
         with gevent.Timeout(20, AssertionError(f"{module}: the app did not start")):
             assert proc.stdout.readline().strip() == b"serving"
-            while True:   # socketio.run() binds right after the line above
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    gevent.sleep(0.05)
+
+        def listening() -> bool:   # socketio.run() binds right after the line above
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(listening, f"{module} to listen on {port}")
         return f"http://127.0.0.1:{port}"
 
     yield start
@@ -256,7 +259,7 @@ def test_message_queue_call_and_write_only_emitter(serve, run_js, start_js, redi
         s.on("reply", (r) => got.push(r.text));
         await once(s, "connect");
         s.emit("hello");
-        while (!got.includes("from a worker")) await sleep(10);
+        await until(() => got.includes("from a worker"), "the worker's message");
         done(got);
     """, url)
     wait_for(lambda: sids, "the client's hello")

@@ -71,7 +71,7 @@ def test_a_cut_client_recovers_id_rooms_data_and_every_missed_packet(proxied, st
     io, state = recovering_server()
     proxy = proxied(io)
     run = start_js(CLIENT % transport + """
-        while (got.length < 12) await sleep(20);
+        await until(() => got.length >= 12, "12 events");
         return {seen, got};
     """, proxy.url, timeout=30)
     wait_for(lambda: state["states"] == [1], "the first connection")
@@ -105,7 +105,7 @@ def test_middlewares_run_for_recovered_sockets_without_skip_middlewares(proxied,
     io, state = recovering_server(skip_middlewares=False)
     proxy = proxied(io)
     run = start_js(CLIENT % "{transports: ['websocket']}" + """
-        while (seen.length < 2) await sleep(20);
+        await until(() => seen.length >= 2, "2 events");
         return seen;
     """, proxy.url)
     wait_for(lambda: state["states"] == [1], "the first connection")
@@ -121,7 +121,7 @@ def test_past_the_window_it_is_a_new_socket(proxied, start_js, wait_for):
     io, state = recovering_server(max_disconnection_duration=0.5)
     proxy = proxied(io)
     run = start_js(CLIENT % "{transports: ['websocket']}" + """
-        while (seen.length < 2) await sleep(20);
+        await until(() => seen.length >= 2, "2 events");
         return {seen, got};
     """, proxy.url)
     wait_for(lambda: state["states"] == [1], "the first connection")
@@ -199,7 +199,7 @@ def test_python_socketio_face_recovers_too(proxied, start_js, wait_for):
 
     proxy = proxied(sio._bridge.io)
     run = start_js(CLIENT % "{transports: ['websocket']}" + """
-        while (got.length < 2) await sleep(20);
+        await until(() => got.length >= 2, "2 events");
         return {seen, got};
     """, proxy.url)
     wait_for(lambda: len(connects) == 1, "the first connection")
