@@ -25,7 +25,18 @@ Where it knowingly differs from python-socketio:
   background greenlet; a write-only manager's ``disconnect()`` works; bad queue
   messages are logged as warnings (see managers.py);
 - ``instrument()`` reports a broadcast as one ``event_sent``, not one per
-  recipient (see roomcast.admin).
+  recipient (see roomcast.admin);
+- ``serializer='msgpack'`` (any serializer but the default JSON one) raises
+  ValueError: roomcast speaks the JSON Socket.IO protocol only;
+- ``monitor_clients=False`` is ignored: clients that stop answering pings are
+  always closed; options python-engineio does not know are ignored with a
+  logged warning;
+- the form a ``connect``/``disconnect`` handler is called with is read from its
+  own signature (a ``functools.wraps`` wrapper taking ``*args`` gets
+  python-socketio's retry on TypeError): the legacy ``connect(sid, environ)``
+  is also used when the client sent auth (python-socketio then fails with
+  TypeError), and a TypeError raised inside a handler whose signature fits is
+  not retried with fewer arguments.
 """
 from __future__ import annotations
 

@@ -548,6 +548,9 @@ class Server:
         self.manager.close()
         self._bridge.close()
 
+    def is_asyncio_based(self) -> bool:
+        return False
+
     def instrument(self, auth: Any = None, mode: str = "development", read_only: bool = False,
                    server_id: str | None = None, namespace: str = "/admin",
                    server_stats_interval: float = 2) -> Any:
