@@ -505,24 +505,69 @@ cdef class RoomIndex:
     def all_rooms(self):
         return list(self._ids)
 
-    def select(self, rooms=None, except_rooms=None, except_slots=None):
-        """Members of any of ``rooms`` (None/empty: every slot in some room), minus the
+    cdef list _lookup_all(self, object rooms, bint *missing):
+        """The ids of ``rooms`` for an intersection; ``missing``: one of them is unknown."""
+        cdef list found = []
+        missing[0] = False
+        if rooms is None:
+            return found
+        _check_rooms(rooms, "intersect_rooms")
+        ids = self._ids
+        for room in rooms:
+            rid = ids.get(room)
+            if rid is None:
+                missing[0] = True
+                return []
+            found.append(rid)
+        return found
+
+    cdef void _and_room(self, uint64_t *acc, Py_ssize_t nwords, Py_ssize_t rid) noexcept:
+        """acc &= the members of room ``rid``."""
+        cdef Room *r = &self._rooms[rid]
+        cdef Py_ssize_t i, n, j
+        cdef uint32_t *a
+        cdef uint64_t w
+        if r.dense:
+            n = r.size if r.size < nwords else nwords
+            for i in range(n):
+                acc[i] &= r.d.words[i]
+            for i in range(n, nwords):
+                acc[i] = 0
+        else:
+            # keep only the bits of acc that are members: walk the sorted slots word by word
+            a = _sparse(r)
+            j = 0
+            for i in range(nwords):
+                w = 0
+                while j < r.count and (a[j] >> 6) == i:
+                    w |= (<uint64_t>1) << (a[j] & 63)
+                    j += 1
+                acc[i] &= w
+
+    def select(self, rooms=None, except_rooms=None, except_slots=None, intersect_rooms=None):
+        """Members of any of ``rooms`` (None/empty: every slot in some room) that are also
+        in every one of ``intersect_rooms`` (None/empty: no such condition), minus the
         members of ``except_rooms`` and minus ``except_slots``; a snapshot."""
-        cdef bint named, unused
+        cdef bint named, unused, missing
         cdef list rids = self._lookup(rooms, "rooms", &named)
         cdef list except_rids = self._lookup(except_rooms, "except_rooms", &unused)
+        cdef list all_rids = self._lookup_all(intersect_rooms, &missing)
         cdef list skip = [] if except_slots is None else [_check_slot(x) for x in except_slots]
-        cdef Py_ssize_t nwords = (self._slots_cap + 63) >> 6, i, s
+        cdef Py_ssize_t nwords = (self._slots_cap + 63) >> 6, i, s, rid
         cdef uint64_t *acc
         # From here on no Python code runs: the C arrays cannot move under us.
         acc = <uint64_t *>_alloc(nwords * 8)
         memset(acc, 0, nwords * 8)
-        if rids:
+        if missing:
+            pass   # a room to intersect with has no members: nobody
+        elif rids:
             self._or_rooms(acc, nwords, rids)
         elif not named:
             for i in range(self._slots_cap):
                 if self._slots[i].n:
                     acc[i >> 6] |= (<uint64_t>1) << (i & 63)
+        for rid in all_rids:
+            self._and_room(acc, nwords, rid)
         if except_rids:
             self._clear_rooms(acc, nwords, except_rids)
         for s in skip:

@@ -294,18 +294,27 @@ class RoomIndex:
 
     def select(self, rooms: Iterable[Hashable] | None = None,
                except_rooms: Iterable[Hashable] | None = None,
-               except_slots: Iterable[int] | None = None) -> Selection:
-        """Members of any of ``rooms`` (None/empty: every slot in some room), minus the
+               except_slots: Iterable[int] | None = None,
+               intersect_rooms: Iterable[Hashable] | None = None) -> Selection:
+        """Members of any of ``rooms`` (None/empty: every slot in some room) that are also
+        in every one of ``intersect_rooms`` (None/empty: no such condition), minus the
         members of ``except_rooms`` and minus ``except_slots``; a snapshot."""
         rids, named = self._lookup(rooms, "rooms")
         except_rids, _ = self._lookup(except_rooms, "except_rooms")
+        all_rids, missing = self._lookup_all(intersect_rooms)
         skip = [] if except_slots is None else [_check_slot(s) for s in except_slots]
-        if rids:
+        if missing:
+            bits = 0   # a room to intersect with has no members: nobody
+        elif rids:
             bits = self._room_bits(rids)
         elif named:
             bits = 0   # only unknown rooms were named: nobody
         else:
             bits = int.from_bytes(self._present, "little")
+        for rid in all_rids:
+            if not bits:
+                break
+            bits &= self._room_bits((rid,))
         if bits and except_rids:
             bits &= ~self._room_bits(except_rids)
         if bits and skip:
@@ -341,6 +350,20 @@ class RoomIndex:
         if rid is None:
             return None
         return "sparse" if self._dense[rid] is None else "dense"
+
+    def _lookup_all(self, rooms: Iterable[Hashable] | None) -> tuple[list[int], bool]:
+        """The ids of ``rooms`` for an intersection, and whether one of them is unknown."""
+        if rooms is None:
+            return [], False
+        _check_rooms(rooms, "intersect_rooms")
+        ids = self._ids
+        found = []
+        for room in rooms:
+            rid = ids.get(room)
+            if rid is None:
+                return [], True
+            found.append(rid)
+        return found, False
 
     def _lookup(self, rooms: Iterable[Hashable] | None, what: str) -> tuple[list[int], bool]:
         """The ids of the known rooms among ``rooms``, and whether any room was named."""

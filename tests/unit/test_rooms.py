@@ -131,6 +131,26 @@ def test_intersect(index):
     assert list(index.intersect([])) == []
 
 
+def test_select_with_intersect_rooms(index):
+    # "all" and "even" dense, "five" sparse: AND across both representations
+    for slot in range(200):
+        index.add(slot, "all")
+        if slot % 2 == 0:
+            index.add(slot, "even")
+        if slot % 50 == 0:
+            index.add(slot, "fifty")
+        if slot < 60:
+            index.add(slot, "low")
+    assert list(index.select(["all"], intersect_rooms=["even", "fifty"])) == [0, 50, 100, 150]
+    assert list(index.select(None, intersect_rooms=["fifty"])) == [0, 50, 100, 150]
+    assert list(index.select(["fifty"], ["low"], intersect_rooms=["all"])) == [100, 150]
+    assert list(index.select(["all"], except_slots=[0], intersect_rooms=["fifty"])) == [50, 100, 150]
+    assert list(index.select(["all"], intersect_rooms=["fifty", "nope"])) == []
+    assert len(index.select(["all"], intersect_rooms=[])) == 200
+    with pytest.raises(TypeError):
+        index.select(["all"], intersect_rooms="even")
+
+
 def test_dense_and_sparse_switch_with_hysteresis(index):
     # Slot 1999 makes the bitmap 32 words: the room turns dense past 64 members...
     index.add(1999, "big")
