@@ -40,6 +40,8 @@ class BroadcastOptions:
     rooms: frozenset = frozenset()
     except_: frozenset = frozenset()
     flags: BroadcastFlags = BroadcastFlags()
+    # roomcast's own: the selected sockets must also be in every one of these rooms
+    intersect: frozenset = frozenset()
 
 
 class EventEmitter:
@@ -265,7 +267,8 @@ class InMemoryAdapter(Adapter):
 
     def _select(self, opts: BroadcastOptions):
         return self.index.select(list(opts.rooms) if opts.rooms else None,
-                                 list(opts.except_) if opts.except_ else None)
+                                 list(opts.except_) if opts.except_ else None,
+                                 intersect_rooms=list(opts.intersect) if opts.intersect else None)
 
     def _local_sockets(self, selection) -> list:
         sockets = self.nsp.sockets

@@ -101,33 +101,42 @@ class _AckCollector:
 
 
 class BroadcastOperator:
-    """A selection of sockets (rooms, except rooms) plus flags; chainable."""
+    """A selection of sockets (rooms, intersected rooms, except rooms) plus flags; chainable."""
 
-    __slots__ = ("adapter", "rooms", "except_rooms", "flags")
+    __slots__ = ("adapter", "rooms", "except_rooms", "flags", "intersect_rooms")
 
     def __init__(self, adapter: "Adapter", rooms: frozenset = frozenset(),
-                 except_rooms: frozenset = frozenset(), flags: BroadcastFlags = _NO_FLAGS
-                 ) -> None:
+                 except_rooms: frozenset = frozenset(), flags: BroadcastFlags = _NO_FLAGS,
+                 intersect_rooms: frozenset = frozenset()) -> None:
         self.adapter = adapter
         self.rooms = rooms
         self.except_rooms = except_rooms
         self.flags = flags
+        self.intersect_rooms = intersect_rooms
 
     # -- chaining ---------------------------------------------------------------
 
     def to(self, room: Any) -> "BroadcastOperator":
         return BroadcastOperator(self.adapter, self.rooms | room_set(room), self.except_rooms,
-                                 self.flags)
+                                 self.flags, self.intersect_rooms)
 
     in_ = to
 
+    def intersect(self, *rooms: Any) -> "BroadcastOperator":
+        """Only the sockets that are also in every one of ``rooms`` (each argument a room
+        or an iterable of rooms): ``io.to("a").intersect("b", "c")`` is a AND b AND c."""
+        wanted = self.intersect_rooms
+        for room in rooms:
+            wanted = wanted | room_set(room)
+        return BroadcastOperator(self.adapter, self.rooms, self.except_rooms, self.flags, wanted)
+
     def except_(self, room: Any) -> "BroadcastOperator":
         return BroadcastOperator(self.adapter, self.rooms, self.except_rooms | room_set(room),
-                                 self.flags)
+                                 self.flags, self.intersect_rooms)
 
     def _with(self, **flags: Any) -> "BroadcastOperator":
         return BroadcastOperator(self.adapter, self.rooms, self.except_rooms,
-                                 replace(self.flags, **flags))
+                                 replace(self.flags, **flags), self.intersect_rooms)
 
     def compress(self, flag: bool = True) -> "BroadcastOperator":
         return self._with(compress=bool(flag))
@@ -146,7 +155,7 @@ class BroadcastOperator:
         return self._with(timeout=float(seconds))
 
     def options(self) -> BroadcastOptions:
-        return BroadcastOptions(self.rooms, self.except_rooms, self.flags)
+        return BroadcastOptions(self.rooms, self.except_rooms, self.flags, self.intersect_rooms)
 
     # -- emitting ---------------------------------------------------------------
 
@@ -197,8 +206,9 @@ class BroadcastOperator:
         self.adapter.disconnect_sockets(self.options(), close)
 
     def __repr__(self) -> str:
-        return (f"<BroadcastOperator nsp={self.adapter.nsp.name!r} rooms={set(self.rooms)} "
-                f"except={set(self.except_rooms)}>")
+        intersect = f" intersect={set(self.intersect_rooms)}" if self.intersect_rooms else ""
+        return (f"<BroadcastOperator nsp={self.adapter.nsp.name!r} rooms={set(self.rooms)}"
+                f"{intersect} except={set(self.except_rooms)}>")
 
 
 class RemoteSocket:

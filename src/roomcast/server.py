@@ -172,6 +172,10 @@ class Server:
 
     in_ = to
 
+    def intersect(self, *rooms: Any) -> BroadcastOperator:
+        """The sockets in every one of ``rooms`` (see BroadcastOperator.intersect)."""
+        return self.sockets.intersect(*rooms)
+
     def except_(self, room: Any) -> BroadcastOperator:
         return self.sockets.except_(room)
 

@@ -162,6 +162,10 @@ class _Emitting:
 
     in_ = to
 
+    def intersect(self, *rooms: Any) -> BroadcastOperator:
+        """The sockets in every one of ``rooms`` (see BroadcastOperator.intersect)."""
+        return self._operator().intersect(*rooms)
+
     def except_(self, room: Any) -> BroadcastOperator:
         return self._operator().except_(room)
 

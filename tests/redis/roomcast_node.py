@@ -54,7 +54,8 @@ class Node:
             redis, key=cfg["key"], requests_timeout=cfg.get("requestsTimeout", 2.0),
             publish_on_specific_response_channel=cfg.get("specificResponseChannel", False),
             sharded=cfg.get("sharded", False),
-            subscription_mode=cfg.get("subscriptionMode", "dynamic"))
+            subscription_mode=cfg.get("subscriptionMode", "dynamic"),
+            allow_intersections=cfg.get("allowIntersections", False))
         self.io = roomcast.Server(adapter=self.factory, cors={"origin": "*"})
         for name in ("/", "/custom"):
             self._setup(self.io.of(name))
@@ -93,6 +94,8 @@ class Node:
         op = self.io.of(cmd.get("nsp") or "/")
         if cmd.get("rooms"):
             op = op.to(cmd["rooms"])
+        if cmd.get("intersect"):
+            op = op.intersect(cmd["intersect"])
         if cmd.get("except"):
             op = op.except_(cmd["except"])
         if cmd.get("timeout"):

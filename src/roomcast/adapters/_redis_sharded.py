@@ -38,10 +38,12 @@ class ShardedRedisAdapter(ClusterAdapter):
     """One namespace on sharded pub/sub: a ClusterAdapter whose transport is SPUBLISH."""
 
     def __init__(self, nsp: "Namespace", hub: RedisHub, *, key: str = "socket.io",
-                 requests_timeout: float = 5.0, subscription_mode: str = "dynamic") -> None:
+                 requests_timeout: float = 5.0, subscription_mode: str = "dynamic",
+                 allow_intersections: bool = False) -> None:
         if subscription_mode not in SUBSCRIPTION_MODES:
             raise ValueError(f"subscription_mode must be one of {SUBSCRIPTION_MODES}")
-        super().__init__(nsp, requests_timeout=requests_timeout)
+        super().__init__(nsp, requests_timeout=requests_timeout,
+                         allow_intersections=allow_intersections)
         self.hub = hub
         self.key = key
         self.subscription_mode = subscription_mode

@@ -54,7 +54,7 @@ log = logging.getLogger("roomcast.cluster")
 __all__ = [
     "ClusterAdapter", "ClusterAdapterWithHeartbeat", "MessageType", "PendingRequest",
     "RequestTable", "EMITTER_UID", "EVENT", "flags_to_wire", "flags_from_wire",
-    "opts_to_wire", "opts_from_wire", "socket_details", "sockets_payload", "has_binary",
+    "opts_to_wire", "opts_from_wire", "check_intersection", "socket_details", "sockets_payload", "has_binary",
     "random_id", "should_include_packet",
 ]
 
@@ -132,9 +132,16 @@ def flags_from_wire(wire: Any) -> BroadcastFlags:
     )
 
 
-def opts_to_wire(opts: BroadcastOptions) -> dict:
-    """``{rooms, except, flags}`` as ClusterAdapter's ``encodeOptions``."""
-    return {"rooms": list(opts.rooms), "except": list(opts.except_), "flags": flags_to_wire(opts.flags)}
+def opts_to_wire(opts: BroadcastOptions, with_flags: bool = True) -> dict:
+    """``{rooms, except, flags}`` as ClusterAdapter's ``encodeOptions``. An intersection
+    travels in "intersect", a field Node's adapters ignore (a Node server would deliver
+    to the union of the rooms: see check_intersection)."""
+    wire: dict = {"rooms": list(opts.rooms), "except": list(opts.except_)}
+    if with_flags:
+        wire["flags"] = flags_to_wire(opts.flags)
+    if opts.intersect:
+        wire["intersect"] = list(opts.intersect)
+    return wire
 
 
 class IllFormedMessage(ValueError):
@@ -167,7 +174,18 @@ def opts_from_wire(wire: Any, with_flags: bool = False) -> BroadcastOptions:
     wire = wire if isinstance(wire, dict) else {}
     return BroadcastOptions(frozenset(rooms_from_wire(wire.get("rooms"))),
                             frozenset(rooms_from_wire(wire.get("except"))),
-                            flags_from_wire(wire.get("flags")) if with_flags else BroadcastFlags())
+                            flags_from_wire(wire.get("flags")) if with_flags else BroadcastFlags(),
+                            frozenset(rooms_from_wire(wire.get("intersect"))))
+
+
+def check_intersection(opts: BroadcastOptions, allowed: bool) -> None:
+    """Refuse a cluster-wide intersection unless the adapter was told that every server
+    of the cluster is roomcast (``allow_intersections=True``)."""
+    if opts.intersect and not allowed and not opts.flags.local:
+        raise ValueError(
+            "intersect() across a cluster needs the adapter created with allow_intersections=True "
+            "(only when every server of the cluster is roomcast: a Node server ignores the "
+            "intersection and delivers to every socket of the rooms)")
 
 
 def socket_details(socket: Any) -> dict:
@@ -196,6 +214,7 @@ def should_include_packet(session_rooms: Iterable, opts: dict) -> bool:
     excluded = opts.get("except") or ()
     session_rooms = list(session_rooms)
     included = not rooms or any(room in rooms for room in session_rooms)
+    included = included and all(room in session_rooms for room in opts.get("intersect") or ())
     return included and not any(room in excluded for room in session_rooms)
 
 
@@ -326,8 +345,10 @@ class ClusterAdapter(InMemoryAdapter):
     """
 
     def __init__(self, nsp: "Namespace", *, requests_timeout: float = DEFAULT_REQUESTS_TIMEOUT,
-                 uid: str | None = None) -> None:
+                 uid: str | None = None, allow_intersections: bool = False) -> None:
         super().__init__(nsp)
+        # intersect() operations go to the cluster only when every server is roomcast
+        self.allow_intersections = bool(allow_intersections)
         self.uid: str = uid or random_id()
         self.requests_timeout = float(requests_timeout)
         self.requests = RequestTable()
@@ -382,6 +403,7 @@ class ClusterAdapter(InMemoryAdapter):
         return {"type": packet.get("type", EVENT), "data": packet["data"]}
 
     def broadcast(self, packet: dict, opts: BroadcastOptions) -> None:
+        check_intersection(opts, self.allow_intersections)
         if not opts.flags.local:
             try:
                 offset = self.publish(MessageType.BROADCAST, {"packet": self.wire_packet(packet),
@@ -395,6 +417,7 @@ class ClusterAdapter(InMemoryAdapter):
     def broadcast_with_ack(self, packet: dict, opts: BroadcastOptions,
                            client_count_callback: Callable[[int], None],
                            ack: Callable[..., None]) -> None:
+        check_intersection(opts, self.allow_intersections)
         if not opts.flags.local:
             request_id = self.requests.add_acks(client_count_callback, ack,
                                                 ack_lifetime(opts, self.requests_timeout))
@@ -410,18 +433,21 @@ class ClusterAdapter(InMemoryAdapter):
     # -- operations on sockets of every server ------------------------------------------
 
     def add_sockets(self, opts: BroadcastOptions, rooms: Iterable) -> None:
+        check_intersection(opts, self.allow_intersections)
         rooms = _socket_rooms(rooms)
         if not opts.flags.local:
             self.publish(MessageType.SOCKETS_JOIN, {"opts": opts_to_wire(opts), "rooms": rooms})
         InMemoryAdapter.add_sockets(self, opts, rooms)
 
     def del_sockets(self, opts: BroadcastOptions, rooms: Iterable) -> None:
+        check_intersection(opts, self.allow_intersections)
         rooms = _socket_rooms(rooms)
         if not opts.flags.local:
             self.publish(MessageType.SOCKETS_LEAVE, {"opts": opts_to_wire(opts), "rooms": rooms})
         InMemoryAdapter.del_sockets(self, opts, rooms)
 
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        check_intersection(opts, self.allow_intersections)
         if not opts.flags.local:
             self.publish(MessageType.DISCONNECT_SOCKETS, {"opts": opts_to_wire(opts), "close": bool(close)})
         InMemoryAdapter.disconnect_sockets(self, opts, close)
@@ -431,6 +457,7 @@ class ClusterAdapter(InMemoryAdapter):
         return self.server_count() - 1, None
 
     def fetch_sockets(self, opts: BroadcastOptions) -> list:
+        check_intersection(opts, self.allow_intersections)
         local = InMemoryAdapter.fetch_sockets(self, opts)
         if opts.flags.local:
             return local

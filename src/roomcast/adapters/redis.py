@@ -40,9 +40,9 @@ from roomcast.adapters import _protocol as proto
 from roomcast.adapters._hub import RedisHub
 from roomcast.adapters._redis_client import make_client
 from roomcast.adapters.cluster import (  # noqa: F401  (flags_*, socket_details: kept importable here)
-    IllFormedMessage, PendingRequest, RequestTable, ack_lifetime, check_ids,
-    finish_server_side_emit, flags_from_wire, flags_to_wire, opts_from_wire, rooms_from_wire,
-    socket_details, sockets_payload)
+    IllFormedMessage, PendingRequest, RequestTable, ack_lifetime, check_ids, check_intersection,
+    finish_server_side_emit, flags_from_wire, flags_to_wire, opts_from_wire, opts_to_wire,
+    rooms_from_wire, socket_details, sockets_payload)
 from roomcast.operators import RemoteSocket
 
 if TYPE_CHECKING:
@@ -90,11 +90,14 @@ class RedisAdapter(InMemoryAdapter):
     @classmethod
     def factory(cls, redis: Any = "redis://127.0.0.1:6379", *, key: str = "socket.io",
                 requests_timeout: float = 5.0, publish_on_specific_response_channel: bool = False,
-                sharded: bool = False, subscription_mode: str = "dynamic") -> RedisAdapterFactory:
+                sharded: bool = False, subscription_mode: str = "dynamic",
+                allow_intersections: bool = False) -> RedisAdapterFactory:
         """The ``adapter=`` argument of ``roomcast.Server`` for a cluster on ``redis``
         (a URL or a redis-py client). ``key`` is the channel prefix (Node's ``key``),
         ``requests_timeout`` in seconds. ``sharded=True``: SSUBSCRIBE/SPUBLISH (Redis 7+),
-        with Node's ``subscription_mode`` ("dynamic", "dynamic-private" or "static")."""
+        with Node's ``subscription_mode`` ("dynamic", "dynamic-private" or "static").
+        ``allow_intersections=True`` lets ``intersect()`` operations go to the cluster:
+        only for clusters of roomcast servers (a Node server would deliver to the union)."""
         if sharded:
             from roomcast.adapters._redis_sharded import SUBSCRIPTION_MODES, ShardedRedisAdapter
 
@@ -103,14 +106,18 @@ class RedisAdapter(InMemoryAdapter):
 
             return RedisAdapterFactory(ShardedRedisAdapter, redis, key=key,
                                        requests_timeout=requests_timeout,
-                                       subscription_mode=subscription_mode)
+                                       subscription_mode=subscription_mode,
+                                       allow_intersections=allow_intersections)
         return RedisAdapterFactory(cls, redis, key=key, requests_timeout=requests_timeout,
-                                   publish_on_specific_response_channel=publish_on_specific_response_channel)
+                                   publish_on_specific_response_channel=publish_on_specific_response_channel,
+                                   allow_intersections=allow_intersections)
 
     def __init__(self, nsp: "Namespace", hub: RedisHub, *, key: str = "socket.io",
                  requests_timeout: float = 5.0,
-                 publish_on_specific_response_channel: bool = False) -> None:
+                 publish_on_specific_response_channel: bool = False,
+                 allow_intersections: bool = False) -> None:
         super().__init__(nsp)
+        self.allow_intersections = bool(allow_intersections)
         self.hub = hub
         self.uid = uid()
         self.key = key
@@ -159,15 +166,12 @@ class RedisAdapter(InMemoryAdapter):
             raise IllFormedMessage(f"packet type must be an int, not {type(type_).__name__}")
         return {"type": type_, "data": packet["data"], "nsp": self.nsp.name}
 
-    @staticmethod
-    def _wire_opts(opts: BroadcastOptions) -> dict:
-        return {"rooms": list(opts.rooms), "except": list(opts.except_),
-                "flags": flags_to_wire(opts.flags)}
 
     def broadcast(self, packet: dict, opts: BroadcastOptions) -> None:
+        check_intersection(opts, self.allow_intersections)
         if not opts.flags.local:
             message = proto.encode_or_log(
-                log, [self.uid, self._wire_packet(packet), self._wire_opts(opts)], packet)
+                log, [self.uid, self._wire_packet(packet), opts_to_wire(opts)], packet)
             if message is not None:
                 channel = self.channel
                 if len(opts.rooms) == 1:
@@ -178,12 +182,13 @@ class RedisAdapter(InMemoryAdapter):
     def broadcast_with_ack(self, packet: dict, opts: BroadcastOptions,
                            client_count_callback: Callable[[int], None],
                            ack: Callable[..., None]) -> None:
+        check_intersection(opts, self.allow_intersections)
         if not opts.flags.local:
             request_id = self.requests.add_acks(client_count_callback, ack,
                                                 ack_lifetime(opts, self.requests_timeout))
             message = proto.encode_or_log(log, {
                 "uid": self.uid, "requestId": request_id, "type": proto.BROADCAST,
-                "packet": self._wire_packet(packet), "opts": self._wire_opts(opts),
+                "packet": self._wire_packet(packet), "opts": opts_to_wire(opts),
             }, packet)
             if message is not None:
                 self.hub.publish(self.request_channel, message)
@@ -406,6 +411,7 @@ class RedisAdapter(InMemoryAdapter):
     # -- cluster-wide operations -----------------------------------------------------------
 
     def fetch_sockets(self, opts: BroadcastOptions) -> list:
+        check_intersection(opts, self.allow_intersections)
         local = InMemoryAdapter.fetch_sockets(self, opts)
         if opts.flags.local:
             return local
@@ -413,7 +419,7 @@ class RedisAdapter(InMemoryAdapter):
         if num_sub <= 1:
             return local
         request = self._request(proto.REMOTE_FETCH, num_sub - 1, list(local),
-                                {"opts": {"rooms": list(opts.rooms), "except": list(opts.except_)}})
+                                {"opts": opts_to_wire(opts, with_flags=False)})
         self._settle(request, "fetch_sockets")
         return request.responses
 
@@ -428,18 +434,21 @@ class RedisAdapter(InMemoryAdapter):
         return request.responses
 
     def add_sockets(self, opts: BroadcastOptions, rooms: Iterable) -> None:
+        check_intersection(opts, self.allow_intersections)
         rooms = _socket_rooms(rooms)
         InMemoryAdapter.add_sockets(self, opts, rooms)
         if not opts.flags.local:
             self._publish_bulk(proto.REMOTE_JOIN, opts, rooms=rooms)
 
     def del_sockets(self, opts: BroadcastOptions, rooms: Iterable) -> None:
+        check_intersection(opts, self.allow_intersections)
         rooms = _socket_rooms(rooms)
         InMemoryAdapter.del_sockets(self, opts, rooms)
         if not opts.flags.local:
             self._publish_bulk(proto.REMOTE_LEAVE, opts, rooms=rooms)
 
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        check_intersection(opts, self.allow_intersections)
         if not opts.flags.local:
             self._publish_bulk(proto.REMOTE_DISCONNECT, opts, close=bool(close))
         InMemoryAdapter.disconnect_sockets(self, opts, close)
@@ -447,7 +456,7 @@ class RedisAdapter(InMemoryAdapter):
     def _publish_bulk(self, type_: int, opts: BroadcastOptions, **extra: Any) -> None:
         self.hub.publish(self.request_channel, proto.dumps_json({
             "uid": self.uid, "type": type_,
-            "opts": {"rooms": list(opts.rooms), "except": list(opts.except_)}, **extra}))
+            "opts": opts_to_wire(opts, with_flags=False), **extra}))
 
     def server_side_emit(self, packet: list, ack: Callable | None = None) -> None:
         if ack is None:
