@@ -24,7 +24,7 @@ from base64 import b64encode
 from datetime import date, datetime, timezone
 from json.encoder import c_make_encoder, encode_basestring
 
-__all__ = ["EncodedPacket", "encode_packet", "encode_eio", "ws_frame"]
+__all__ = ["EncodedPacket", "encode_packet", "encode_msgpack", "encode_eio", "ws_frame"]
 
 # Socket.IO packet types (module-level ints, as in the compiled twin).
 CONNECT = 0
@@ -256,6 +256,49 @@ def encode_packet(type: int, nsp: str, data: object = None, id: int | None = Non
         # Lone surrogates cannot be UTF-8: JSON.stringify escapes them, and so
         # do we (a namespace holding one cannot be fixed, and raises again).
         return EncodedPacket(head + _LONE_SURROGATE.sub(_escape_surrogate, body), attachments)
+
+
+def _msgpack_packet(ptype: int, nsp: object, data: object, id: object) -> dict:
+    """The packet object socket.io-msgpack-parser encodes, checked as encode_packet checks.
+
+    Keys in the order Node's socket.io builds them for broadcasts and acks
+    ({type, data, nsp[, id]}; an ack {id, type, data, nsp}); data and id only when set.
+    """
+    if ptype > CONNECT_ERROR:
+        raise ValueError("the msgpack parser has no binary packet types: use EVENT or ACK")
+    if not isinstance(nsp, str):
+        raise TypeError(f"namespace must be str, not {nsp.__class__.__name__}")
+    if not nsp.startswith("/"):
+        raise ValueError(f"invalid namespace {nsp!r}: must start with '/'")
+    packet: dict = {}
+    if id is not None:
+        if id.__class__ is not int:
+            raise TypeError(f"ack id must be int or None, not {id.__class__.__name__}")
+        if id < 0:
+            raise ValueError(f"ack id must not be negative: {id}")
+        if ptype == ACK:
+            packet["id"] = id
+    packet["type"] = ptype
+    if data is not None:
+        packet["data"] = data
+    packet["nsp"] = nsp
+    if id is not None and ptype != ACK:
+        packet["id"] = id
+    return packet
+
+
+def encode_msgpack(type: int, nsp: str, data: object = None, id: int | None = None) -> EncodedPacket:
+    """Encode one Socket.IO packet as socket.io-msgpack-parser 3.x does: one binary
+    Engine.IO message holding the msgpack map of the packet; bytes stay in place (no
+    attachments), datetimes are notepack.io 2.x Dates. Unserialisable data -> TypeError."""
+    from roomcast._notepack import encode   # msgpack is an optional dependency
+
+    packet = _msgpack_packet(_check_type(type), nsp, data, id)
+    try:
+        payload = encode(packet, legacy_dates=True)
+    except RecursionError:
+        raise TypeError("packet data nested too deeply or circular") from None
+    return EncodedPacket(None, (payload,))
 
 
 def encode_eio(type: int, data: str | bytes | None = None) -> EncodedPacket:

@@ -77,8 +77,17 @@ def _js_number(value: int) -> float:
         return math.inf if value > 0 else -math.inf
 
 
-def _normalise(value: Any) -> Any:
-    """Return ``value`` with notepack's spelling of floats, datetimes and keys.
+def _legacy_date(value: _dt.datetime) -> msgpack.ExtType:
+    # notepack.io 2.x (socket.io-msgpack-parser 3.x): fixext 8, type 0, int64 ms since the epoch
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_UTC)
+    ms = (value - _EPOCH) // _dt.timedelta(milliseconds=1)
+    return msgpack.ExtType(0, ms.to_bytes(8, "big", signed=True))
+
+
+def _normalise(value: Any, date: Any = _timestamp) -> Any:
+    """Return ``value`` with notepack's spelling of floats, datetimes and keys
+    (``date`` turns a datetime into its extension value).
 
     Returns the very same object when nothing needs changing, so the common payload
     (str/int/bytes in lists and str-keyed dicts) costs a walk and no copies.
@@ -95,7 +104,7 @@ def _normalise(value: Any) -> Any:
     if t is list or t is tuple:
         out = None
         for i, item in enumerate(value):
-            new = _normalise(item)
+            new = _normalise(item, date)
             if new is not item:
                 if out is None:
                     out = list(value)
@@ -108,13 +117,13 @@ def _normalise(value: Any) -> Any:
         items = []
         for k, v in value.items():
             nk = k if type(k) is str else _key(k)
-            nv = _normalise(v)
+            nv = _normalise(v, date)
             if nk is not k or nv is not v:
                 changed = True
             items.append((nk, nv))
         return dict(items) if changed else value
     if isinstance(value, _dt.datetime):
-        return _timestamp(value)
+        return date(value)
     if isinstance(value, _dt.date):   # no JavaScript type: its JSON spelling, as clients get it
         return value.isoformat()
     if isinstance(value, (bytearray, memoryview)):
@@ -123,27 +132,30 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
-        return _normalise(int(value))
+        return _normalise(int(value), date)
     if isinstance(value, float):
-        return _normalise(float(value))
+        return _normalise(float(value), date)
     if isinstance(value, str):
         return str(value)
     if isinstance(value, bytes):
         return bytes(value)
     if isinstance(value, dict):
-        return _normalise(dict(value))
+        return _normalise(dict(value), date)
     if isinstance(value, (list, tuple)):
-        return _normalise(list(value))
+        return _normalise(list(value), date)
     if isinstance(value, (msgpack.ExtType, msgpack.Timestamp)):
         return value
     raise TypeError(f"cannot encode {type(value).__name__} as msgpack")
 
 
-def encode(value: Any) -> bytes:
-    """Encode ``value`` exactly as notepack.io's ``encode`` would the equivalent JS value
-    (TypeError for what has no msgpack spelling)."""
+def encode(value: Any, legacy_dates: bool = False) -> bytes:
+    """Encode ``value`` exactly as notepack.io 3.x's ``encode`` would the equivalent JS
+    value (TypeError for what has no msgpack spelling); with ``legacy_dates``, datetimes
+    as notepack.io 2.x writes a Date (what socket.io-msgpack-parser 3.x uses, and what
+    its decoder reads back as a Date)."""
     try:
-        return msgpack.packb(_normalise(value), use_bin_type=True)
+        return msgpack.packb(_normalise(value, _legacy_date if legacy_dates else _timestamp),
+                             use_bin_type=True)
     except (OverflowError, ValueError) as exc:  # e.g. nesting deeper than msgpack allows
         raise TypeError(f"cannot encode as msgpack: {exc}") from None
 

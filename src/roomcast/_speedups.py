@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from roomcast._rooms_py import RoomIndex as RoomIndex, Selection as Selection
 
 _EXPORTS = {
-    "encoder": ("EncodedPacket", "encode_packet", "encode_eio", "ws_frame"),
+    "encoder": ("EncodedPacket", "encode_packet", "encode_msgpack", "encode_eio", "ws_frame"),
     "rooms": ("RoomIndex", "Selection"),
     "fanout": ("ConnTable", "fanout"),
 }

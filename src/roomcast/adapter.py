@@ -291,8 +291,8 @@ class InMemoryAdapter(Adapter):
         # Encode once for every recipient (raises TypeError for unserialisable data
         # before anything was sent).
         if encoded is None:
-            encoded = _speedups.encode_packet(packet["type"], self.nsp.name, packet["data"],
-                                              packet.get("id"))
+            encoded = self.nsp.server.encode_packet(packet["type"], self.nsp.name,
+                                                    packet["data"], packet.get("id"))
         if self.nsp._outgoing_listeners:
             for socket in self._local_sockets(selection):
                 if socket._any_outgoing:

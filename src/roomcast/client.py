@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 
-from roomcast import _speedups
-from roomcast.sio_packet import CONNECT, CONNECT_ERROR, Decoder, ParseError
+from roomcast.sio_packet import CONNECT, CONNECT_ERROR, ParseError
 
 if TYPE_CHECKING:
     from roomcast.engine import EngineSocket
@@ -29,7 +28,7 @@ class Client:
         self.server = server
         self.conn = conn
         self.id = conn.id
-        self.decoder = Decoder(max_attachments=server.max_attachments)
+        self.decoder = server.new_decoder()
         self.sockets: dict[str, "Socket"] = {}   # by socket id
         self.nsps: dict[str, "Socket"] = {}      # by namespace name
         self._connecting: set[str] = set()       # CONNECTs still in middlewares
@@ -81,8 +80,8 @@ class Client:
             raise
         if nsp is None:
             self._connecting.discard(name)
-            self._send(_speedups.encode_packet(CONNECT_ERROR, name,
-                                               {"message": "Invalid namespace"}))
+            self._send(self.server.encode_packet(CONNECT_ERROR, name,
+                                                 {"message": "Invalid namespace"}))
             return
         if self._closed:
             self._connecting.discard(name)

@@ -21,7 +21,6 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
-from roomcast import _speedups
 from roomcast.adapter import BroadcastOptions, InMemoryAdapter
 
 if TYPE_CHECKING:
@@ -170,7 +169,7 @@ class SessionAwareAdapter(InMemoryAdapter):
         packet = dict(packet, data=[*packet["data"], offset])
         # encoded once, for the recipients now and for a recovered socket later; it is
         # kept even without recipients: the disconnected sockets are in no room now
-        encoded = _speedups.encode_packet(EVENT, self.nsp.name, packet["data"])
+        encoded = self.nsp.server.encode_packet(EVENT, self.nsp.name, packet["data"])
         size = len(encoded.ws) + sum(len(r) for r in encoded.polling) + _PER_PACKET_OVERHEAD
         now = time.monotonic()
         self._position[offset] = self._first + len(self._packets)

@@ -8,11 +8,13 @@ from typing import Any, Callable, Iterable, overload
 
 import gevent
 
+from roomcast import _speedups
 from roomcast.adapter import Handler, InMemoryAdapter
 from roomcast.engine import EngineServer, EngineSocket
 from roomcast.namespace import Namespace, ParentNamespace
 from roomcast.operators import BroadcastOperator
 from roomcast.recovery import SessionAwareAdapter, normalize_options
+from roomcast.sio_packet import Decoder, MsgpackDecoder
 
 log = logging.getLogger("roomcast")
 
@@ -22,6 +24,11 @@ _live: "weakref.WeakSet[Server]" = weakref.WeakSet()
 def live_servers() -> list["Server"]:
     """The Servers of this process (a worker process gives them the inter-process adapter)."""
     return list(_live)
+
+
+#: parser="default": socket.io-parser (JSON text + binary attachments);
+#: parser="msgpack": socket.io-msgpack-parser 3.x (one msgpack binary message a packet)
+PARSERS = ("default", "msgpack")
 
 
 def _run_logged(fn: Callable, *args: Any) -> None:
@@ -45,7 +52,17 @@ class Server:
                  compression_threshold: int = 1024, max_attachments: int = 10,
                  cleanup_empty_child_namespaces: bool = False,
                  async_handlers: bool = True,
-                 connection_state_recovery: bool | dict | None = None) -> None:
+                 connection_state_recovery: bool | dict | None = None,
+                 parser: str = "default") -> None:
+        if parser not in PARSERS:
+            raise ValueError(f"parser must be one of {PARSERS}, not {parser!r}")
+        if parser == "msgpack":
+            try:
+                import msgpack  # noqa: F401
+            except ImportError:
+                raise ImportError('parser="msgpack" needs the msgpack package: '
+                                  'pip install "roomcast[msgpack]"') from None
+        self.parser = parser
         # None, or the recovery options with their defaults (roomcast.recovery.DEFAULTS)
         self.connection_state_recovery = normalize_options(connection_state_recovery)
         if self.connection_state_recovery is not None and adapter is InMemoryAdapter:
@@ -86,6 +103,19 @@ class Server:
         self._adapter_class = adapter
         for nsp in nsps:
             nsp.reset_adapter()
+
+    def encode_packet(self, type: int, nsp: str, data: Any = None, id: int | None = None) -> Any:
+        """One Socket.IO packet in this server's parser, encoded once for every recipient
+        (an EncodedPacket: JSON text + attachments, or one msgpack binary message)."""
+        if self.parser == "msgpack":
+            return _speedups.encode_msgpack(type, nsp, data, id)
+        return _speedups.encode_packet(type, nsp, data, id)
+
+    def new_decoder(self) -> Decoder | MsgpackDecoder:
+        """The packet decoder of one new connection, for this server's parser."""
+        if self.parser == "msgpack":
+            return MsgpackDecoder()
+        return Decoder(max_attachments=self.max_attachments)
 
     def _on_connection(self, conn: EngineSocket) -> None:
         from roomcast.client import Client

@@ -23,7 +23,7 @@ from typing import Any
 
 __all__ = [
     "CONNECT", "DISCONNECT", "EVENT", "ACK", "CONNECT_ERROR", "BINARY_EVENT", "BINARY_ACK",
-    "PACKET_NAMES", "RESERVED_EVENTS", "ParseError", "Packet", "Decoder", "parse",
+    "PACKET_NAMES", "RESERVED_EVENTS", "ParseError", "Packet", "Decoder", "MsgpackDecoder", "parse",
     "payload_valid",
 ]
 
@@ -207,3 +207,63 @@ class Decoder:
             return _reconstruct(data, buffers)
         except RecursionError:
             raise ParseError("packet data nested too deeply") from None
+
+
+# ext type 0 of length 1 or 8 is notepack 2.x's undefined / Date in its fixext form, but
+# an ArrayBuffer (ext 8, type 0) of 1 or 8 bytes gives the decoder the same (code, data)
+_EXT0_ARRAYBUFFER_1_OR_8 = (b"\xc7\x01\x00", b"\xc7\x08\x00")
+
+
+def _bytes_ext(code: int, data: bytes) -> Any:
+    return bytes(data) if code == 0 else [code, bytes(data)]
+
+
+class MsgpackDecoder:
+    """The decoder for socket.io-msgpack-parser 3.x clients: every packet is one binary
+    message holding a msgpack map {type, nsp, data?, id?}; bytes are in place (no
+    attachments). Checked as that parser checks (type 0-4, nsp a string, data of the
+    type's shape, id an integer), plus roomcast's own payload rules (event names, ack
+    id range); any violation raises :class:`ParseError`. Same interface as Decoder."""
+
+    waiting = False   # nothing is ever waited for
+
+    def __init__(self, max_attachments: int = 10) -> None:
+        self.max_attachments = max_attachments   # unused: msgpack packets have no attachments
+
+    def reset(self) -> None:
+        pass
+
+    def feed_text(self, s: str) -> Packet | None:
+        raise ParseError("text message received by the msgpack parser (every packet is binary)")
+
+    def feed_binary(self, b: bytes) -> Packet | None:
+        import msgpack   # an optional dependency
+
+        from roomcast import _notepack
+
+        try:
+            if any(marker in b for marker in _EXT0_ARRAYBUFFER_1_OR_8):
+                # maybe a browser's 1- or 8-byte ArrayBuffer: read every ext 0 as bytes
+                decoded = msgpack.unpackb(b, raw=False, strict_map_key=False, timestamp=3,
+                                          ext_hook=_bytes_ext)
+            else:
+                decoded = _notepack.decode(b)
+        except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
+            raise ParseError(f"invalid msgpack packet: {exc}") from None
+        if not isinstance(decoded, dict):
+            raise ParseError("a msgpack packet must be a map")
+        ptype = decoded.get("type")
+        if ptype.__class__ is not int or not CONNECT <= ptype <= CONNECT_ERROR:
+            raise ParseError("invalid packet type")
+        nsp = decoded.get("nsp")
+        if not isinstance(nsp, str):
+            raise ParseError("invalid namespace")
+        data = decoded.get("data", _MISSING)
+        if data is None and ptype in (CONNECT, DISCONNECT):
+            data = _MISSING   # notepack writes undefined as nil (3.x) or d4 00 00 (2.x)
+        if not _payload_valid(ptype, data):
+            raise ParseError(f"invalid payload for packet type {PACKET_NAMES[ptype]}")
+        ack_id = decoded.get("id")
+        if ack_id is not None and (ack_id.__class__ is not int or not 0 <= ack_id <= MAX_ACK_ID):
+            raise ParseError("invalid packet id")
+        return Packet(ptype, nsp, None if data is _MISSING else data, ack_id)

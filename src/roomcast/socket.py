@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Callable
 import gevent
 from gevent.event import AsyncResult
 
-from roomcast import _speedups
 from roomcast.adapter import BroadcastFlags, BroadcastOptions, EventEmitter, _socket_rooms
 from roomcast.engine.uncompressed import with_compress
 from roomcast.errors import DisconnectedError, timeout_error
@@ -312,7 +311,7 @@ class Socket(_Emitting, EventEmitter):
 
     def _packet(self, ptype: int, data: Any = None, pid: int | None = None,
                 volatile: bool = False) -> None:
-        self.client._send(_speedups.encode_packet(ptype, self.nsp.name, data, pid), volatile)
+        self.client._send(self.server.encode_packet(ptype, self.nsp.name, data, pid), volatile)
 
     def _emit(self, event: Any, args: tuple, callback: Callable | None,
               flags: BroadcastFlags) -> bool:
@@ -329,7 +328,7 @@ class Socket(_Emitting, EventEmitter):
         if callback is not None:
             pid = self.nsp._next_ack_id()
         # encode before registering anything: unserialisable data raises TypeError here
-        encoded = _speedups.encode_packet(EVENT, self.nsp.name, data, pid)
+        encoded = self.server.encode_packet(EVENT, self.nsp.name, data, pid)
         if callback is not None:
             self._register_ack(pid, callback, flags.timeout)
         if self._any_outgoing:
@@ -451,7 +450,7 @@ class Socket(_Emitting, EventEmitter):
         missed, self._missed = self._missed, []
         for packet in missed:   # in order; each carries its offset as its last argument
             self.client._send(packet if not isinstance(packet, list)
-                              else _speedups.encode_packet(EVENT, self.nsp.name, packet))
+                              else self.server.encode_packet(EVENT, self.nsp.name, packet))
 
     def _refuse(self, payload: dict) -> None:
         self._state = CLOSED

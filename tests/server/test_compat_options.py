@@ -149,7 +149,7 @@ def test_unsupported_choices_say_so(caplog):
     with pytest.raises(ValueError, match="gevent only"):
         socketio.Server(async_mode="eventlet")
     with pytest.raises(ValueError, match="serializer"):
-        socketio.Server(serializer="msgpack")
+        socketio.Server(serializer="pickle")
 
     class QueueManager:
         pass

@@ -146,3 +146,17 @@ def test_encoded_packet_constructor(text, attachments):
         a, b = py.EncodedPacket(text, attachments), c.EncodedPacket(text, attachments)
         assert repr(a) == repr(b)
         assert hash(a) == hash(b)
+
+
+@SETTINGS
+@given(ptype=types, nsp=namespaces, data=st.one_of(st.none(), payloads_with_junk), ack_id=ack_ids)
+def test_msgpack_packets(ptype, nsp, data, ack_id):
+    assert_same("encode_msgpack", ptype, nsp, data, ack_id)
+
+
+def test_msgpack_shared_and_circular_structures():
+    shared = {"k": [1, b"\x00"]}
+    assert assert_same("encode_msgpack", 2, "/", ["e", shared, shared])[0] == "packet"
+    loop: list = []
+    loop.append(loop)
+    assert assert_same("encode_msgpack", 2, "/", ["e", loop]) == ("raised", TypeError)

@@ -193,7 +193,7 @@ class NativeBridge:
         self.compat = compat
         native = native_options(options, compat.async_handlers)
         origin_check = native.pop("origin_check")
-        self.io = NativeServer(path="/socket.io", **native)
+        self.io = NativeServer(path="/socket.io", parser=compat.serializer, **native)
         self.io.engine.origin_check = origin_check
         self._hooked: set[str] = set()
         self._closed_by_client: weakref.WeakSet = weakref.WeakSet()

@@ -177,8 +177,10 @@ class Server:
         if async_mode not in (None, "gevent"):
             raise ValueError(f"roomcast.compat runs on gevent only; async_mode="
                              f"{async_mode!r} is not supported")
-        if serializer != "default":
-            raise ValueError("roomcast.compat supports only the default (JSON) serializer")
+        if serializer not in ("default", "msgpack"):
+            raise ValueError('roomcast.compat supports the serializers "default" (JSON) and '
+                             '"msgpack" (socket.io-msgpack-parser), not custom Packet classes')
+        self.serializer = serializer
         unknown = set(kwargs) - _ENGINE_OPTIONS
         if unknown:
             # python-engineio ignores unknown options; say so instead of failing
