@@ -88,7 +88,7 @@ def test_intersections_from_a_socket_exclude_the_sender(serve, run_js):
             sockets[3].to("b0").intersect("b1").emit("from-3")
             sockets[4].broadcast.intersect("b2").emit("from-4")
             sockets[7].intersect("b0", "b1").except_("b2").emit("from-7")
-            sockets[5].to("all").intersect("b2").volatile.emit("volatile-from-5")
+            sockets[5].to("all").intersect("b2").compress(False).emit("flagged-from-5")
             io.emit("end")
             ack()
 
@@ -96,4 +96,4 @@ def test_intersections_from_a_socket_exclude_the_sender(serve, run_js):
     assert receivers(got, "from-3") == [7]
     assert receivers(got, "from-4") == [5, 6, 7]
     assert receivers(got, "from-7") == [3]
-    assert receivers(got, "volatile-from-5") == [4, 6, 7]
+    assert receivers(got, "flagged-from-5") == [4, 6, 7]
