@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from redis_nodes import wait_until
 
 # Per node, clients in r1, r2 and both; they record events until "end" came from every node.
 CLIENTS = """
@@ -41,16 +40,16 @@ def finish(nodes, handle) -> dict:
     return {key: sorted(events) for key, events in handle.result().items()}
 
 
-def two_roomcast_nodes(cluster, **config):
-    nodes = [cluster("roomcast", allowIntersections=True, **config) for _ in range(2)]
+def counted(nodes, wait_for):
     for node in nodes:
-        wait_until(lambda: node.call("serverCount") >= 2, "both servers to be counted")
+        wait_for(lambda: node.call("serverCount") >= 2, "both servers to be counted")
     return nodes
 
 
 @pytest.mark.parametrize("sharded", [False, True], ids=["classic", "sharded"])
-def test_every_roomcast_node_applies_the_intersection(cluster, start_js, sharded):
-    nodes = two_roomcast_nodes(cluster, sharded=sharded, subscriptionMode="static")
+def test_every_roomcast_node_applies_the_intersection(cluster, start_js, wait_for, sharded):
+    nodes = counted([cluster("roomcast", allowIntersections=True, sharded=sharded,
+                             subscriptionMode="static") for _ in range(2)], wait_for)
     handle = start_clients(nodes, start_js)
     nodes[0].call("emit", ev="both", rooms=["r1"], intersect=["r2"])
     nodes[1].call("emit", ev="both-everyone", intersect=["r1", "r2"])
@@ -65,10 +64,8 @@ def test_every_roomcast_node_applies_the_intersection(cluster, start_js, sharded
     assert sorted(s["query"]["rooms"] for s in fetched) == ["r1,r2", "r1,r2"]
 
 
-def test_a_cluster_adapter_refuses_intersections_unless_allowed(cluster, start_js):
-    nodes = [cluster("roomcast") for _ in range(2)]
-    for node in nodes:
-        wait_until(lambda: node.call("serverCount") >= 2, "both servers to be counted")
+def test_a_cluster_adapter_refuses_intersections_unless_allowed(cluster, start_js, wait_for):
+    nodes = counted([cluster("roomcast") for _ in range(2)], wait_for)
     handle = start_clients(nodes, start_js)
     for op in ("emit", "emitWithAck", "fetchSockets", "disconnectSockets"):
         with pytest.raises(RuntimeError, match="allow_intersections=True"):
@@ -77,11 +74,10 @@ def test_a_cluster_adapter_refuses_intersections_unless_allowed(cluster, start_j
     assert all(events == [] for events in got.values())
 
 
-def test_a_node_server_ignores_the_intersection_and_delivers_to_the_union(cluster, start_js):
+def test_a_node_server_ignores_the_intersection_and_delivers_to_the_union(cluster, start_js,
+                                                                          wait_for):
     """Why allow_intersections exists: Node's adapter reads rooms/except/flags only."""
-    nodes = [cluster("roomcast", allowIntersections=True), cluster("node")]
-    for node in nodes:
-        wait_until(lambda: node.call("serverCount") >= 2, "both servers to be counted")
+    nodes = counted([cluster("roomcast", allowIntersections=True), cluster("node")], wait_for)
     handle = start_clients(nodes, start_js)
     nodes[0].call("emit", ev="both", rooms=["r1"], intersect=["r2"])
     got = finish(nodes, handle)
