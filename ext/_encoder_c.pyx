@@ -11,6 +11,7 @@ which runs once per broadcast, not per recipient.
 import json
 import math
 import re
+import zlib
 from base64 import b64encode
 from datetime import date, datetime, timezone
 from json.encoder import c_make_encoder, encode_basestring
@@ -89,6 +90,41 @@ cdef bytes _build_ws(object text, tuple atts):
     return out
 
 
+cdef int _RSV1 = 0x40   # permessage-deflate: the message is compressed
+
+
+cdef bytes _deflate(bytes payload):
+    """One message compressed alone (server_no_context_takeover), as RFC 7692 sends
+    it: raw deflate, 15-bit window, sync-flushed, the final 00 00 ff ff removed."""
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
+    cdef bytes out = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return out[:-4]
+
+
+cdef bytes _build_deflated(list frames, Py_ssize_t threshold):
+    """Frames (opcode, payload) into one buffer, each payload of threshold bytes or more
+    compressed (RSV1 set)."""
+    cdef Py_ssize_t total = 0, n
+    cdef int opcode
+    cdef bytes payload
+    cdef list ready = []
+    for opcode, payload in frames:
+        if PyBytes_GET_SIZE(payload) >= threshold:
+            payload = _deflate(payload)
+            opcode |= _RSV1
+        n = PyBytes_GET_SIZE(payload)
+        total += _header_len(n) + n
+        ready.append((opcode, payload))
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    for opcode, payload in ready:
+        n = PyBytes_GET_SIZE(payload)
+        p = _write_header(p, opcode, n)
+        memcpy(p, PyBytes_AS_STRING(payload), n)
+        p += n
+    return out
+
+
 cdef class EncodedPacket:
     """One encoded packet, immutable and shared by every recipient.
 
@@ -101,6 +137,8 @@ cdef class EncodedPacket:
     cdef readonly tuple attachments
     cdef readonly bytes ws
     cdef tuple _polling
+    cdef object _deflated_threshold
+    cdef bytes _deflated
 
     def __init__(self, text, attachments=()):
         cdef list atts = []
@@ -128,6 +166,49 @@ cdef class EncodedPacket:
                 records.insert(0, PyBytes_FromStringAndSize(tp, tn))
             self._polling = tuple(records)
         return self._polling
+
+    def ws_deflated(self, threshold=1024):
+        """``ws`` for the recipients that negotiated permessage-deflate: every frame
+        whose payload has ``threshold`` bytes or more compressed on its own (RSV1 set),
+        the smaller ones plain. Computed once per packet (per threshold) and shared.
+
+        ws_deflated(threshold: int = 1024) -> bytes
+        """
+        cdef const char* tp
+        cdef Py_ssize_t tn
+        cdef Py_ssize_t limit = threshold
+        cdef list frames
+        cdef bint any_big = False
+        if self._deflated is not None and (self._deflated_threshold == threshold
+                                           or self._deflated_threshold is None):
+            return self._deflated
+        frames = [(2, att) for att in self.attachments]
+        if self.text is not None:
+            tp = PyUnicode_AsUTF8AndSize(self.text, &tn)
+            frames.insert(0, (1, PyBytes_FromStringAndSize(tp, tn)))
+        for frame in frames:
+            if PyBytes_GET_SIZE(frame[1]) >= limit:
+                any_big = True
+                break
+        out = _build_deflated(frames, limit) if any_big else self.ws
+        self._deflated_threshold = threshold
+        self._deflated = out
+        return out
+
+    def uncompressed(self):
+        """The same packet, never compressed: ``ws_deflated`` gives the plain ``ws``
+        (an emit with ``compress(False)``).
+
+        uncompressed() -> EncodedPacket
+        """
+        cdef EncodedPacket packet = EncodedPacket.__new__(EncodedPacket)
+        packet.text = self.text
+        packet.attachments = self.attachments
+        packet.ws = self.ws
+        packet._polling = self._polling
+        packet._deflated_threshold = None
+        packet._deflated = self.ws
+        return packet
 
     def __eq__(self, other):
         if not isinstance(other, EncodedPacket):

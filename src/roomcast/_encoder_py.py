@@ -20,6 +20,7 @@ import json
 import math
 import re
 import struct
+import zlib
 from base64 import b64encode
 from datetime import date, datetime, timezone
 from json.encoder import c_make_encoder, encode_basestring
@@ -49,6 +50,16 @@ def _frame_header(opcode: int, length: int) -> bytes:
     return struct.pack("!BBQ", 0x80 | opcode, 127, length)
 
 
+_RSV1 = 0x40   # permessage-deflate: the message is compressed
+
+
+def _deflate(payload: bytes) -> bytes:
+    """One message compressed alone (server_no_context_takeover), as RFC 7692 sends
+    it: raw deflate, 15-bit window, sync-flushed, the final 00 00 ff ff removed."""
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return (compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
 class EncodedPacket:
     """One encoded packet, immutable and shared by every recipient.
 
@@ -58,7 +69,7 @@ class EncodedPacket:
     since WebSocket-only broadcasts never need it.
     """
 
-    __slots__ = ("_text", "_attachments", "_ws", "_polling")
+    __slots__ = ("_text", "_attachments", "_ws", "_polling", "_deflated")
 
     def __init__(self, text: str | None, attachments=()) -> None:
         atts = []
@@ -83,6 +94,7 @@ class EncodedPacket:
         self._attachments = tuple(atts)
         self._ws = b"".join(parts)
         self._polling = None
+        self._deflated = None
 
     @property
     def text(self) -> str | None:
@@ -105,6 +117,41 @@ class EncodedPacket:
                 records.insert(0, self._text.encode("utf-8"))
             records = self._polling = tuple(records)
         return records
+
+    def ws_deflated(self, threshold: int = 1024) -> bytes:
+        """``ws`` for the recipients that negotiated permessage-deflate: every frame
+        whose payload has ``threshold`` bytes or more compressed on its own (RSV1 set),
+        the smaller ones plain. Computed once per packet (per threshold) and shared."""
+        cached = self._deflated
+        if cached is not None and (cached[0] == threshold or cached[0] is None):
+            return cached[1]
+        frames = [(2, att) for att in self._attachments]
+        if self._text is not None:
+            frames.insert(0, (1, self._text.encode("utf-8")))
+        if all(len(payload) < threshold for _, payload in frames):
+            out = self._ws   # nothing to compress: the plain frames are the same bytes
+        else:
+            parts = []
+            for opcode, payload in frames:
+                if len(payload) >= threshold:
+                    payload = _deflate(payload)
+                    opcode |= _RSV1
+                parts.append(_frame_header(opcode, len(payload)))
+                parts.append(payload)
+            out = b"".join(parts)
+        self._deflated = (threshold, out)
+        return out
+
+    def uncompressed(self) -> "EncodedPacket":
+        """The same packet, never compressed: ``ws_deflated`` gives the plain ``ws``
+        (an emit with ``compress(False)``)."""
+        packet = EncodedPacket.__new__(EncodedPacket)
+        packet._text = self._text
+        packet._attachments = self._attachments
+        packet._ws = self._ws
+        packet._polling = self._polling
+        packet._deflated = (None, self._ws)
+        return packet
 
     def __eq__(self, other):
         if not isinstance(other, EncodedPacket):

@@ -8,7 +8,8 @@ arrive between the fragments of a message and is returned on its own).
 What a server must refuse is refused with :class:`WSProtocolError`, whose
 ``code`` is the close code to answer with: 1002 for protocol violations
 (unmasked frame, reserved bits or opcodes, bad fragmentation, bad control
-frame), 1007 for invalid UTF-8, 1009 for a message over ``max_message_size``.
+frame), 1007 for invalid UTF-8, 1009 for a message over ``max_message_size``
+(compressed messages, with permessage-deflate: also once inflated).
 The size is judged from the frame header, adding the fragments received so
 far, before any of the payload is waited for, so a peer cannot make us
 buffer more than the limit. After an error the parser stays failed.
@@ -94,10 +95,14 @@ def close_frame(code: int | None = 1000, reason: str = "") -> bytes:
 class FrameParser:
     """Client->server frame parser; one per connection."""
 
-    def __init__(self, max_message_size: int) -> None:
+    def __init__(self, max_message_size: int, inflater=None) -> None:
         self.max_message_size = max_message_size
+        # permessage-deflate negotiated: a ws_deflate.Inflater; RSV1 then marks a
+        # compressed message (on its first frame), inflated up to its own limit
+        self.inflater = inflater
         self._buf = bytearray()
         self._frag_opcode: int | None = None  # opcode of the message being fragmented
+        self._frag_compressed = False
         self._frags: list[bytes] = []
         self._frag_size = 0
         self._error: WSProtocolError | None = None
@@ -130,8 +135,11 @@ class FrameParser:
             b1 = buf[pos + 1]
             fin = b0 & 0x80
             opcode = b0 & 0x0F
-            if b0 & 0x70:
-                raise WSProtocolError(PROTOCOL_ERROR, "reserved bits set (no extension negotiated)")
+            rsv = b0 & 0x70
+            if rsv and (rsv != 0x40 or self.inflater is None or opcode == CONTINUATION
+                        or opcode >= CLOSE):
+                raise WSProtocolError(PROTOCOL_ERROR, "reserved bits set (no extension negotiated)"
+                                      if self.inflater is None else "reserved bits set")
             if opcode not in _KNOWN_OPCODES:
                 raise WSProtocolError(PROTOCOL_ERROR, f"reserved opcode {opcode}")
             if not b1 & 0x80:
@@ -181,21 +189,26 @@ class FrameParser:
                     self._check_close(payload)
                 out.append((opcode, payload))
                 continue
+            compressed = rsv != 0
             if opcode == CONTINUATION:
                 self._frags.append(payload)
                 self._frag_size += length
                 if not fin:
                     continue
                 opcode = self._frag_opcode
+                compressed = self._frag_compressed
                 payload = b"".join(self._frags)
                 self._frag_opcode = None
                 self._frags = []
                 self._frag_size = 0
             elif not fin:
                 self._frag_opcode = opcode
+                self._frag_compressed = compressed
                 self._frags = [payload]
                 self._frag_size = length
                 continue
+            if compressed:
+                payload = self.inflater.inflate(payload)
             if opcode == TEXT:
                 try:
                     payload.decode("utf-8")

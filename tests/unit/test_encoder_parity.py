@@ -160,3 +160,20 @@ def test_msgpack_shared_and_circular_structures():
     loop: list = []
     loop.append(loop)
     assert assert_same("encode_msgpack", 2, "/", ["e", loop]) == ("raised", TypeError)
+
+
+@SETTINGS
+@given(data=payloads, threshold=st.sampled_from([0, 1, 20, 1024]), big=st.integers(0, 3000))
+def test_compressed_frames(data, threshold, big):
+    """ws_deflated (permessage-deflate, compressed once per packet) agrees between twins."""
+    args = (2, "/", ["e", data, "x" * big])
+    for fn in ("encode_packet", "encode_msgpack"):
+        try:
+            c_packet, py_packet = getattr(c, fn)(*args), getattr(py, fn)(*args)
+        except Exception as exc:  # noqa: BLE001 - both must refuse alike
+            with pytest.raises(type(exc)):
+                getattr(py, fn)(*args)
+            continue
+        assert c_packet.ws_deflated(threshold) == py_packet.ws_deflated(threshold)
+        assert c_packet.uncompressed().ws_deflated(threshold) == c_packet.ws
+        assert py_packet.uncompressed().ws_deflated(threshold) == py_packet.ws
