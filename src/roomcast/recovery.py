@@ -104,21 +104,25 @@ offset_clock = _OffsetClock()
 # -- the in-memory store ------------------------------------------------------------------
 
 class _Stored:
-    __slots__ = ("offset", "rooms", "except_", "encoded", "size", "at")
+    __slots__ = ("offset", "rooms", "except_", "encoded", "size", "at", "intersect")
 
     def __init__(self, offset: str, rooms: frozenset, except_: frozenset, encoded: Any,
-                 size: int, at: float) -> None:
+                 size: int, at: float, intersect: frozenset = frozenset()) -> None:
         self.offset = offset
         self.rooms = rooms
         self.except_ = except_
+        self.intersect = intersect
         self.encoded = encoded
         self.size = size
         self.at = at
 
 
-def reached(session_rooms: set, rooms: frozenset, except_: frozenset) -> bool:
-    """Whether a broadcast to ``rooms`` minus ``except_`` reached a socket in these rooms."""
-    return (not rooms or not rooms.isdisjoint(session_rooms)) and except_.isdisjoint(session_rooms)
+def reached(session_rooms: set, rooms: frozenset, except_: frozenset,
+            intersect: frozenset = frozenset()) -> bool:
+    """Whether a broadcast to ``rooms`` (and every room of ``intersect``) minus ``except_``
+    reached a socket in these rooms."""
+    return ((not rooms or not rooms.isdisjoint(session_rooms)) and except_.isdisjoint(session_rooms)
+            and intersect.issubset(session_rooms))
 
 
 class SessionAwareAdapter(InMemoryAdapter):
@@ -156,7 +160,7 @@ class SessionAwareAdapter(InMemoryAdapter):
             return None
         rooms = set(session["rooms"])
         missed = [p.encoded for p in itertools.islice(self._packets, seq - self._first + 1, None)
-                  if reached(rooms, p.rooms, p.except_)]
+                  if reached(rooms, p.rooms, p.except_, p.intersect)]
         return dict(session, missed_packets=missed)
 
     # -- broadcasting -------------------------------------------------------------------
@@ -173,7 +177,8 @@ class SessionAwareAdapter(InMemoryAdapter):
         size = len(encoded.ws) + sum(len(r) for r in encoded.polling) + _PER_PACKET_OVERHEAD
         now = time.monotonic()
         self._position[offset] = self._first + len(self._packets)
-        self._packets.append(_Stored(offset, opts.rooms, opts.except_, encoded, size, now))
+        self._packets.append(_Stored(offset, opts.rooms, opts.except_, encoded, size, now,
+                                     opts.intersect))
         self.stored_bytes += size
         self._purge(now)
         selection = self._select(opts)

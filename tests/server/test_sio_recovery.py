@@ -212,3 +212,15 @@ def test_python_socketio_face_recovers_too(proxied, start_js, wait_for):
     sids = [c for c in connects if isinstance(c, str)]
     assert sids == [result["seen"][0]["id"]] * 2     # the connect handler ran again, same sid
     assert [args[0] for args in result["got"]] == [0, 1]
+
+
+def test_a_missed_intersection_is_replayed_only_to_sockets_in_every_room():
+    from roomcast.adapters.cluster import should_include_packet
+    from roomcast.recovery import reached
+
+    both, one = {"sid", "a", "b"}, {"sid", "a"}
+    assert reached(both, frozenset({"a"}), frozenset(), frozenset({"b"}))
+    assert not reached(one, frozenset({"a"}), frozenset(), frozenset({"b"}))
+    assert not reached(both, frozenset({"a"}), frozenset({"b"}), frozenset({"b"}))
+    wire = {"rooms": ["a"], "except": [], "intersect": ["b"]}
+    assert should_include_packet(both, wire) and not should_include_packet(one, wire)
