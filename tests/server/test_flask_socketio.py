@@ -284,3 +284,44 @@ def test_unmanaged_session_is_flasks_own(module):
     client.emit("say", {"text": "two"})
     assert [m["args"][0] for m in client.get_received()] == [
         {"text": "welcome carol", "n": 0}, {"text": "one", "n": 1}, {"text": "two", "n": 1}]
+
+
+@pytest.mark.parametrize("module", BOTH)
+def test_app_factory_on_event_catch_alls_and_default_error_handler(module):
+    import importlib
+
+    from flask import Flask, request
+
+    fsio = importlib.import_module(module)
+    socketio = fsio.SocketIO()           # the app factory pattern: init_app later
+    seen = []
+
+    def on_ping(data):
+        fsio.emit("pong", data)
+
+    socketio.on_event("ping", on_ping)
+
+    @socketio.on("mystery", namespace="*")     # any namespace
+    def mystery(data):
+        seen.append((request.namespace, request.event["message"], data))
+
+    @socketio.on("crash", namespace="/other")
+    def crash():
+        raise ValueError("crashed")
+
+    @socketio.on_error_default
+    def default_error(exc):
+        fsio.emit("error_seen", f"{type(exc).__name__}: {exc}")
+
+    app = Flask(__name__)
+    socketio.init_app(app)
+    assert app.extensions["socketio"] is socketio
+    client = socketio.test_client(app)
+    client.connect("/other")
+    client.emit("ping", 1)
+    client.emit("mystery", 2, namespace="/other")
+    client.emit("crash", namespace="/other")
+    assert client.get_received() == [{"name": "pong", "args": [1], "namespace": "/"}]
+    assert client.get_received("/other") == [
+        {"name": "error_seen", "args": ["ValueError: crashed"], "namespace": "/other"}]
+    assert seen == [("/other", "mystery", 2)]
