@@ -16,6 +16,7 @@ from roomcast import _speedups
 from roomcast.eio_packet import CLOSE, NOOP, PING
 from roomcast.engine import http
 from roomcast.engine.cors import CorsOptions
+from roomcast.engine.memory import Trimmer
 from roomcast.engine.socket import EngineSocket
 from roomcast.engine.tcp import request_socket, set_nodelay
 from roomcast.worker_ids import tagged_id
@@ -78,6 +79,7 @@ class EngineServer:
         self.http_servers: list = []    # roomcast.wsgi.HTTPServer instances serving this
         self.closing = False
         self._all_closed = Event()
+        self._trimmer = Trimmer()   # closed connections' heap pages go back to the OS
         self._handlers: dict[str, list[Callable]] = {}
         # control packets, encoded once
         self.ping_packet = _speedups.encode_eio(PING)
@@ -116,6 +118,7 @@ class EngineServer:
     def _forget(self, conn: EngineSocket) -> None:
         if self.clients.get(conn.id) is conn:
             del self.clients[conn.id]
+        self._trimmer.connection_closed()
         if self.closing and not self.clients:
             self._all_closed.set()
 
@@ -148,6 +151,7 @@ class EngineServer:
             conn.abort("forced close")
         for server in self.http_servers:
             server.close()
+        self._trimmer.close()
 
     # ------------------------------------------------------------------ WSGI
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
