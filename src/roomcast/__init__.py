@@ -25,6 +25,7 @@ _LAZY = {
     "WSGIApp": "roomcast.wsgi",
     "EngineServer": "roomcast.engine.server",
     "Emitter": "roomcast.emitter",
+    "StreamsEmitter": "roomcast.streams_emitter",
     "USING_EXTENSIONS": "roomcast._speedups",
 }
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from roomcast.operators import BroadcastOperator as BroadcastOperator
     from roomcast.operators import RemoteSocket as RemoteSocket
     from roomcast.server import Server as Server
+    from roomcast.streams_emitter import StreamsEmitter as StreamsEmitter
     from roomcast.socket import Socket as Socket
     from roomcast.wsgi import WSGIApp as WSGIApp
 

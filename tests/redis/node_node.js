@@ -16,6 +16,7 @@ const jsDir = path.join(__dirname, "..", "js");
 const req = (name) => require(require.resolve(name, { paths: [jsDir] }));
 const { Server } = req("socket.io");
 const { createAdapter, createShardedAdapter } = req("@socket.io/redis-adapter");
+const streams = req("@socket.io/redis-streams-adapter");
 const { createClient, createCluster } = req("redis");
 
 const cfg = JSON.parse(process.argv[2] || "{}");
@@ -40,13 +41,22 @@ async function main() {
   await Promise.all([pub.connect(), sub.connect()]);
   const opts = { key: cfg.key, requestsTimeout: (cfg.requestsTimeout || 2.0) * 1000,
                  publishOnSpecificResponseChannel: !!cfg.specificResponseChannel };
-  const adapter = cfg.sharded
+  const adapter = cfg.streams
+    // the streams adapter: stream, channels and session keys all under the test's key
+    ? streams.createAdapter(pub, { streamName: cfg.key, channelPrefix: cfg.key,
+                                   sessionKeyPrefix: cfg.key + ":session:" })
+    : cfg.sharded
     ? createShardedAdapter(pub, sub, { channelPrefix: cfg.key, subscriptionMode: cfg.subscriptionMode || "dynamic" })
     : createAdapter(pub, sub, opts);
-  const io = new Server({ adapter, cors: { origin: "*" } });
+  const serverOpts = { adapter, cors: { origin: "*" } };
+  if (cfg.recovery) serverOpts.connectionStateRecovery = { maxDisconnectionDuration: cfg.recovery * 1000 };
+  const io = new Server(serverOpts);
 
   const setup = (nsp) => {
     nsp.on("connection", (socket) => {
+      out({ connection: { nsp: nsp.name, id: socket.id, recovered: socket.recovered,
+                          rooms: [...socket.rooms].sort(), data: socket.data } });
+      if (socket.recovered) return;
       socket.data = { origin: "node", port: cfg.port };
       const rooms = socket.handshake.query.rooms;
       if (rooms) socket.join(rooms.split(","));

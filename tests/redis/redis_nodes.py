@@ -47,6 +47,7 @@ class ClusterNode:
         self.wait_for = wait_for
         self.config = config   # as given: redis URL, key, adapter options
         self.events: list[dict] = []
+        self.connections: list[dict] = []   # {nsp, id, recovered, rooms, data} per connection
         self._ids = itertools.count(1)
         self._waiting: dict[int, gevent.event.AsyncResult] = {}
         self._ready = gevent.event.AsyncResult()
@@ -84,6 +85,8 @@ class ClusterNode:
                 self._ready.set(msg["ready"])
             elif "event" in msg:
                 self.events.append(msg)
+            elif "connection" in msg:
+                self.connections.append(msg["connection"])
             elif msg.get("id") in self._waiting:
                 self._waiting.pop(msg["id"]).set(msg)
         if not self._ready.ready():

@@ -50,13 +50,24 @@ class Node:
             from roomcast.adapters._redis_client import make_cluster_client
 
             redis = make_cluster_client(redis)
-        self.factory = RedisAdapter.factory(
-            redis, key=cfg["key"], requests_timeout=cfg.get("requestsTimeout", 2.0),
-            publish_on_specific_response_channel=cfg.get("specificResponseChannel", False),
-            sharded=cfg.get("sharded", False),
-            subscription_mode=cfg.get("subscriptionMode", "dynamic"),
-            allow_intersections=cfg.get("allowIntersections", False))
-        self.io = roomcast.Server(adapter=self.factory, cors={"origin": "*"})
+        if cfg.get("streams"):   # stream, channels and session keys all under the test's key
+            from roomcast.adapters.redis_streams import RedisStreamsAdapter
+
+            self.factory = RedisStreamsAdapter.factory(
+                redis, stream_name=cfg["key"], channel_prefix=cfg["key"],
+                session_key_prefix=cfg["key"] + ":session:",
+                requests_timeout=cfg.get("requestsTimeout", 2.0),
+                allow_intersections=cfg.get("allowIntersections", False))
+        else:
+            self.factory = RedisAdapter.factory(
+                redis, key=cfg["key"], requests_timeout=cfg.get("requestsTimeout", 2.0),
+                publish_on_specific_response_channel=cfg.get("specificResponseChannel", False),
+                sharded=cfg.get("sharded", False),
+                subscription_mode=cfg.get("subscriptionMode", "dynamic"),
+                allow_intersections=cfg.get("allowIntersections", False))
+        recovery = {"max_disconnection_duration": cfg["recovery"]} if cfg.get("recovery") else None
+        self.io = roomcast.Server(adapter=self.factory, cors={"origin": "*"},
+                                  connection_state_recovery=recovery)
         for name in ("/", "/custom"):
             self._setup(self.io.of(name))
 
@@ -66,6 +77,11 @@ class Node:
 
     def _setup(self, nsp) -> None:
         def on_connection(socket):
+            self.write({"connection": {"nsp": nsp.name, "id": socket.id,
+                                       "recovered": socket.recovered, "rooms": sorted(socket.rooms),
+                                       "data": socket.data}})
+            if socket.recovered:
+                return
             socket.data = {"origin": "roomcast", "port": self.port}
             rooms = socket.handshake["query"].get("rooms")
             if rooms:

@@ -1,6 +1,7 @@
 """Clusters sharing one Redis through the classic pub/sub adapter, with the real JS
 client on every node: two roomcast processes, and mixed clusters of a roomcast process
-and a Node process (socket.io 4.8 + @socket.io/redis-adapter 8.3). Every operation is
+and a Node process (socket.io 4.8 + @socket.io/redis-adapter 8.3, or
+@socket.io/redis-streams-adapter 0.3). Every operation is
 issued from both nodes, so each side is exercised as the sender and the receiver."""
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ CLUSTERS = {
     "rediscluster-roomcast+node": (("roomcast", "node"), {"cluster": True}),
     "rediscluster-sharded-roomcast+node": (("roomcast", "node"), {"cluster": True, "sharded": True}),
     "rediscluster-sharded-roomcast+roomcast": (("roomcast", "roomcast"), {"cluster": True, "sharded": True}),
+    # Redis Streams (roomcast's RedisStreamsAdapter, Node's @socket.io/redis-streams-adapter 0.3)
+    "streams-roomcast+roomcast": (("roomcast", "roomcast"), {"streams": True}),
+    "streams-node+roomcast": (("node", "roomcast"), {"streams": True}),
+    "rediscluster-streams-roomcast+node": (("roomcast", "node"), {"cluster": True, "streams": True}),
 }
 
 # Per node, client "a<i>" in room r1 and "b<i>" in room r2. They record what they get,
@@ -212,7 +217,7 @@ def test_fetch_sockets_across_the_cluster(two_nodes, start_js):
         in_r2 = node.call("fetchSockets", rooms=["r2"])
         assert sorted(s["data"]["port"] for s in in_r2) == sorted(n.port for n in two_nodes)
         assert node.call("fetchSockets", rooms=["r1"], **{"except": ["r1"]}) == []
-        if "sharded" not in node.config:
+        if "sharded" not in node.config and "streams" not in node.config:
             # the classic adapter's ALL_ROOMS request (Node's adapter.allRooms())
             assert node.call("allRooms") == sorted({"r1", "r2"} | {s["id"] for s in sockets})
     finish(two_nodes, clients)

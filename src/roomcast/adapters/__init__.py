@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RedisAdapter", "RedisAdapterFactory", "ShardedRedisAdapter"]
+__all__ = ["RedisAdapter", "RedisAdapterFactory", "RedisStreamsAdapter", "ShardedRedisAdapter"]
 
 
 def __getattr__(name: str) -> Any:
@@ -14,6 +14,10 @@ def __getattr__(name: str) -> Any:
         from roomcast.adapters import redis
 
         return getattr(redis, name)
+    if name == "RedisStreamsAdapter":
+        from roomcast.adapters.redis_streams import RedisStreamsAdapter
+
+        return RedisStreamsAdapter
     if name == "ShardedRedisAdapter":
         from roomcast.adapters._redis_sharded import ShardedRedisAdapter
 

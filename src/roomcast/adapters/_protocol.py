@@ -6,6 +6,7 @@ the emitter, so that both speak exactly what Node's packages speak.
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import json
 import re
 from typing import Any, Callable
@@ -29,7 +30,7 @@ BROADCAST_ACK = 9
 
 EVENT = 2  # Socket.IO packet type of a broadcast (stays 2 even with binary data)
 
-EMITTER_UID = "emitter"
+EMITTER_UID = "emitter"   # the uid of the emitters: never a server, never counted
 
 # socket.io-parser's default maxAttachments: a client's decoder refuses a packet with
 # more binary attachments ("parse error") and drops its connection
@@ -38,6 +39,44 @@ CLIENT_MAX_ATTACHMENTS = 10
 RESERVED_EVENTS = frozenset(
     {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
 )
+
+
+# -- the cluster adapters' format (socket.io-adapter ClusterAdapter) --------------------
+
+class MessageType(enum.IntEnum):
+    """socket.io-adapter's ``MessageType`` (the numbers are the wire format)."""
+    INITIAL_HEARTBEAT = 1
+    HEARTBEAT = 2
+    BROADCAST = 3
+    SOCKETS_JOIN = 4
+    SOCKETS_LEAVE = 5
+    DISCONNECT_SOCKETS = 6
+    FETCH_SOCKETS = 7
+    FETCH_SOCKETS_RESPONSE = 8
+    SERVER_SIDE_EMIT = 9
+    SERVER_SIDE_EMIT_RESPONSE = 10
+    BROADCAST_CLIENT_COUNT = 11
+    BROADCAST_ACK = 12
+    ADAPTER_CLOSE = 13
+
+
+RESPONSE_TYPES = frozenset({MessageType.FETCH_SOCKETS_RESPONSE, MessageType.SERVER_SIDE_EMIT_RESPONSE,
+                            MessageType.BROADCAST_CLIENT_COUNT, MessageType.BROADCAST_ACK})
+# the message types whose data may carry user values, hence binary
+MAY_CONTAIN_BINARY = frozenset({MessageType.BROADCAST, MessageType.BROADCAST_ACK,
+                                MessageType.FETCH_SOCKETS_RESPONSE, MessageType.SERVER_SIDE_EMIT,
+                                MessageType.SERVER_SIDE_EMIT_RESPONSE})
+
+
+def has_binary(value: Any) -> bool:
+    """Whether bytes hide anywhere in ``value`` (such messages go as msgpack)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(has_binary(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_binary(v) for v in value.values())
+    return False
 
 
 def broadcast_channel(key: str, nsp: str) -> str:

@@ -32,7 +32,6 @@ own, for an adapter with another wire format (the classic Redis adapter uses the
 """
 from __future__ import annotations
 
-import enum
 import logging
 import secrets
 from time import monotonic
@@ -42,8 +41,9 @@ import gevent
 from gevent.event import Event
 
 from roomcast.adapter import BroadcastFlags, BroadcastOptions, InMemoryAdapter, _socket_rooms
-from roomcast.adapters._protocol import (answer_once, count_unreached_servers, log_not_sent,
-                                         log_refused, refusal)
+from roomcast.adapters._protocol import (  # noqa: F401  (the cluster vocabulary, re-exported)
+    EMITTER_UID, EVENT, MAY_CONTAIN_BINARY, RESPONSE_TYPES, MessageType, answer_once,
+    count_unreached_servers, has_binary, log_not_sent, log_refused, refusal)
 from roomcast.operators import RemoteSocket
 
 if TYPE_CHECKING:
@@ -58,50 +58,12 @@ __all__ = [
     "random_id", "should_include_packet",
 ]
 
-EMITTER_UID = "emitter"   # the uid of the emitters: never a server, never counted
-EVENT = 2                 # Socket.IO packet type of a broadcast (stays 2 even with binary data)
 DEFAULT_REQUESTS_TIMEOUT = 5.0
-
-
-class MessageType(enum.IntEnum):
-    """socket.io-adapter's ``MessageType`` (the numbers are the wire format)."""
-    INITIAL_HEARTBEAT = 1
-    HEARTBEAT = 2
-    BROADCAST = 3
-    SOCKETS_JOIN = 4
-    SOCKETS_LEAVE = 5
-    DISCONNECT_SOCKETS = 6
-    FETCH_SOCKETS = 7
-    FETCH_SOCKETS_RESPONSE = 8
-    SERVER_SIDE_EMIT = 9
-    SERVER_SIDE_EMIT_RESPONSE = 10
-    BROADCAST_CLIENT_COUNT = 11
-    BROADCAST_ACK = 12
-    ADAPTER_CLOSE = 13
-
-
-RESPONSE_TYPES = frozenset({MessageType.FETCH_SOCKETS_RESPONSE, MessageType.SERVER_SIDE_EMIT_RESPONSE,
-                            MessageType.BROADCAST_CLIENT_COUNT, MessageType.BROADCAST_ACK})
-# the message types whose data may carry user values, hence binary
-MAY_CONTAIN_BINARY = frozenset({MessageType.BROADCAST, MessageType.BROADCAST_ACK,
-                                MessageType.FETCH_SOCKETS_RESPONSE, MessageType.SERVER_SIDE_EMIT,
-                                MessageType.SERVER_SIDE_EMIT_RESPONSE})
 
 
 def random_id() -> str:
     """16 hex characters, as ClusterAdapter's ``randomId()``."""
     return secrets.token_hex(8)
-
-
-def has_binary(value: Any) -> bool:
-    """Whether bytes hide anywhere in ``value`` (such messages go as msgpack)."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return any(has_binary(v) for v in value)
-    if isinstance(value, dict):
-        return any(has_binary(v) for v in value.values())
-    return False
 
 
 # -- options and sockets on the wire ---------------------------------------------------
@@ -363,6 +325,14 @@ class ClusterAdapter(InMemoryAdapter):
         """Send ``response`` to the server ``requester_uid``."""
         raise NotImplementedError
 
+    def do_publish_then(self, message: dict, then: Callable[[str | None], None]) -> None:
+        """Send ``message``, then call ``then(offset)``. The default publishes and calls
+        ``then`` at once; a transport that publishes in the background (the Redis Streams
+        adapter) calls ``then`` once the message is out, in publishing order. Broadcasts,
+        sockets_join/leave and disconnect_sockets apply their local part in ``then``, so
+        that this server applies them in the order the cluster sees them."""
+        then(self.do_publish(message))
+
     def close(self) -> None:
         self.requests.close()
         super().close()
@@ -377,6 +347,10 @@ class ClusterAdapter(InMemoryAdapter):
         message["uid"] = self.uid
         message["nsp"] = self.nsp.name
         return self.do_publish(message)
+
+    def publish_then(self, type_: int, data: dict, then: Callable[[str | None], None]) -> None:
+        message = {"type": int(type_), "data": data, "uid": self.uid, "nsp": self.nsp.name}
+        self.do_publish_then(message, then)
 
     def publish_response(self, requester_uid: str, type_: int, data: dict) -> None:
         self.do_publish_response(requester_uid, {"type": int(type_), "data": data,
@@ -404,15 +378,24 @@ class ClusterAdapter(InMemoryAdapter):
 
     def broadcast(self, packet: dict, opts: BroadcastOptions) -> None:
         check_intersection(opts, self.allow_intersections)
-        if not opts.flags.local:
-            try:
-                offset = self.publish(MessageType.BROADCAST, {"packet": self.wire_packet(packet),
-                                                              "opts": opts_to_wire(opts)})
-            except (TypeError, ValueError) as exc:   # data the transport cannot encode
-                log_not_sent(log, packet, exc)       # costs the other servers only
-            else:
-                packet = self.add_offset_if_necessary(packet, opts, offset)
-        InMemoryAdapter.broadcast(self, packet, opts)
+        if opts.flags.local:
+            InMemoryAdapter.broadcast(self, packet, opts)
+            return
+        delivered = False
+
+        def deliver(offset: str | None) -> None:
+            nonlocal delivered
+            delivered = True
+            InMemoryAdapter.broadcast(self, self.add_offset_if_necessary(packet, opts, offset), opts)
+
+        try:
+            self.publish_then(MessageType.BROADCAST, {"packet": self.wire_packet(packet),
+                                                      "opts": opts_to_wire(opts)}, deliver)
+        except (TypeError, ValueError) as exc:   # data the transport cannot encode
+            if delivered:
+                raise                            # nor can the local fan-out: the caller's error
+            log_not_sent(log, packet, exc)       # costs the other servers only
+            InMemoryAdapter.broadcast(self, packet, opts)
 
     def broadcast_with_ack(self, packet: dict, opts: BroadcastOptions,
                            client_count_callback: Callable[[int], None],
@@ -435,22 +418,28 @@ class ClusterAdapter(InMemoryAdapter):
     def add_sockets(self, opts: BroadcastOptions, rooms: Iterable) -> None:
         check_intersection(opts, self.allow_intersections)
         rooms = _socket_rooms(rooms)
-        if not opts.flags.local:
-            self.publish(MessageType.SOCKETS_JOIN, {"opts": opts_to_wire(opts), "rooms": rooms})
-        InMemoryAdapter.add_sockets(self, opts, rooms)
+        if opts.flags.local:
+            InMemoryAdapter.add_sockets(self, opts, rooms)
+        else:
+            self.publish_then(MessageType.SOCKETS_JOIN, {"opts": opts_to_wire(opts), "rooms": rooms},
+                              lambda _: InMemoryAdapter.add_sockets(self, opts, rooms))
 
     def del_sockets(self, opts: BroadcastOptions, rooms: Iterable) -> None:
         check_intersection(opts, self.allow_intersections)
         rooms = _socket_rooms(rooms)
-        if not opts.flags.local:
-            self.publish(MessageType.SOCKETS_LEAVE, {"opts": opts_to_wire(opts), "rooms": rooms})
-        InMemoryAdapter.del_sockets(self, opts, rooms)
+        if opts.flags.local:
+            InMemoryAdapter.del_sockets(self, opts, rooms)
+        else:
+            self.publish_then(MessageType.SOCKETS_LEAVE, {"opts": opts_to_wire(opts), "rooms": rooms},
+                              lambda _: InMemoryAdapter.del_sockets(self, opts, rooms))
 
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
         check_intersection(opts, self.allow_intersections)
-        if not opts.flags.local:
-            self.publish(MessageType.DISCONNECT_SOCKETS, {"opts": opts_to_wire(opts), "close": bool(close)})
-        InMemoryAdapter.disconnect_sockets(self, opts, close)
+        if opts.flags.local:
+            InMemoryAdapter.disconnect_sockets(self, opts, close)
+        else:
+            self.publish_then(MessageType.DISCONNECT_SOCKETS, {"opts": opts_to_wire(opts), "close": bool(close)},
+                              lambda _: InMemoryAdapter.disconnect_sockets(self, opts, close))
 
     def _expected_responders(self) -> tuple[int, set | None]:
         """How many servers must answer a request, and (with heartbeats) which."""
@@ -650,6 +639,10 @@ class ClusterAdapterWithHeartbeat(ClusterAdapter):
     def publish(self, type_: int, data: dict | None = None) -> str | None:
         self._last_publish = monotonic()
         return super().publish(type_, data)
+
+    def publish_then(self, type_: int, data: dict, then: Callable[[str | None], None]) -> None:
+        self._last_publish = monotonic()
+        super().publish_then(type_, data, then)
 
     def server_count(self) -> int:
         return 1 + len(self.nodes)
