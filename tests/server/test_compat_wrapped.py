@@ -100,6 +100,6 @@ def test_every_public_name_exists_and_every_refusal_is_documented():
         assert missing == [], real
     assert socketio.Server().is_asyncio_based() is False
     # what roomcast.compat refuses or ignores is in its list of differences
-    for refused in ("serializer='msgpack'", "monitor_clients=False",
+    for refused in ("custom ``serializer``", "monitor_clients=False",
                     "functools.wraps"):
         assert refused in socketio.__doc__, refused

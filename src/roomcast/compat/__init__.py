@@ -26,8 +26,8 @@ Where it knowingly differs from python-socketio:
   messages are logged as warnings (see managers.py);
 - ``instrument()`` reports a broadcast as one ``event_sent``, not one per
   recipient (see roomcast.admin);
-- ``serializer='msgpack'`` (any serializer but the default JSON one) raises
-  ValueError: roomcast speaks the JSON Socket.IO protocol only;
+- a custom ``serializer`` (a Packet class) raises ValueError: ``"default"``
+  (JSON) and ``"msgpack"`` are the serializers roomcast speaks;
 - ``monitor_clients=False`` is ignored: clients that stop answering pings are
   always closed; options python-engineio does not know are ignored with a
   logged warning;
