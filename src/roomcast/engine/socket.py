@@ -37,6 +37,7 @@ log = logging.getLogger("roomcast.engine")
 
 WS_TEXT, WS_BINARY, WS_CLOSE, WS_PING, WS_PONG = 1, 2, 8, 9, 10
 UPGRADE_CHECK_INTERVAL = 0.1   # noop to the pending GET while upgrading, as Node does
+CLOSE_SETTLE_TIMEOUT = 0.05     # at most this long a client's close waits for its GET
 POLLING_CLOSE_TIMEOUT = 30.0   # how long a closing polling session waits for its last GET
 READ_SIZE = 65536
 
@@ -303,8 +304,10 @@ class EngineSocket:
                 if ptype == CLOSE and self.ready_state == "open":
                     if self._poll_waiter is None:
                         # A GET the client sent just before this POST may be readable
-                        # already but not yet woken: let it become the pending GET.
-                        gevent.idle()
+                        # already but not yet woken: let it become the pending GET
+                        # (bounded: on a busy loop the idle moment may be long to come).
+                        with gevent.Timeout(CLOSE_SETTLE_TIMEOUT, False):
+                            gevent.idle()
                     self._closed_by_client = True
                 self._on_packet(ptype, data)
         finally:
