@@ -486,3 +486,15 @@ def test_a_request_that_asks_to_close_is_told_so(serve):
     url = serve(suite_engine())
     r = request(url, path="/engine.io/", query=polling())   # rawclient asks to close
     assert r.headers["connection"] == "close"
+
+
+def test_websocket_with_a_sid_when_upgrades_are_off_is_closed_after_101(serve):
+    # roomcast's choice (docs/differences.md): Node would upgrade the session anyway
+    engine = EngineServer(path="/engine.io", allow_upgrades=False)
+    url = serve(engine)
+    sid, info = handshake(url, "/engine.io/")
+    assert info["upgrades"] == []
+    ws = RawWebSocket(url, "/engine.io/", websocket(sid))
+    assert ws.status == 101
+    assert ws.recv_frame() == (8, b"")
+    assert engine.clients[sid].transport == "polling"
