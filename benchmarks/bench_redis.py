@@ -11,7 +11,8 @@ crosses Redis. Two phases per stack:
 
 Stacks: roomcast with RedisAdapter (compiled core when built), Node socket.io 4.8 with
 @socket.io/redis-adapter 8.3, python-socketio 5 with RedisManager (gevent, monkey
-patched, as it requires). Run from the repository root, with tests/js/node_modules
+patched, as it requires); ``roomcast-streams`` and ``node-streams``: roomcast's
+RedisStreamsAdapter and Node's @socket.io/redis-streams-adapter 0.3. Run from the repository root, with tests/js/node_modules
 installed (scripts/test.sh does it) and a Redis:
 
     python benchmarks/bench_redis.py [--redis redis://127.0.0.1:6379] [--clients 100]
@@ -142,6 +143,8 @@ class Proc:
 
 def start_server(stack: str, redis_url: str, key: str) -> tuple[Proc, int]:
     config = {"port": 0, "redis": redis_url, "key": key, "requestsTimeout": 5.0}
+    if stack.endswith("-streams"):   # the Redis Streams adapters (roomcast's, Node's 0.3)
+        stack, config["streams"] = stack[:-len("-streams")], True
     env = dict(os.environ)
     if stack == "roomcast":
         try:   # the roomcast this interpreter has (installed, compiled core included), else src/
@@ -152,7 +155,7 @@ def start_server(stack: str, redis_url: str, key: str) -> tuple[Proc, int]:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [path, env.get("PYTHONPATH")]))
         argv = [sys.executable, str(NODE_DIR / "roomcast_node.py"), json.dumps(config)]
     elif stack == "node":
-        config["requestsTimeout"] = 5000
+        config["requestsTimeout"] = 5.0
         argv = ["node", str(NODE_DIR / "node_node.js"), json.dumps(config)]
     else:
         argv = [sys.executable, str(Path(__file__).resolve()), "--serve-psio", json.dumps(config)]

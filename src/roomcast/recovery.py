@@ -21,6 +21,7 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
+from roomcast import _speedups
 from roomcast.adapter import BroadcastOptions, InMemoryAdapter
 
 if TYPE_CHECKING:
@@ -159,7 +160,8 @@ class SessionAwareAdapter(InMemoryAdapter):
         if seq is None:
             return None
         rooms = set(session["rooms"])
-        missed = [p.encoded for p in itertools.islice(self._packets, seq - self._first + 1, None)
+        missed = [_speedups.encode_eio(4, p.encoded[1:]) if isinstance(p.encoded, str) else p.encoded
+                  for p in itertools.islice(self._packets, seq - self._first + 1, None)
                   if reached(rooms, p.rooms, p.except_, p.intersect)]
         return dict(session, missed_packets=missed)
 
@@ -174,10 +176,15 @@ class SessionAwareAdapter(InMemoryAdapter):
         # encoded once, for the recipients now and for a recovered socket later; it is
         # kept even without recipients: the disconnected sockets are in no room now
         encoded = self.nsp.server.encode_packet(EVENT, self.nsp.name, packet["data"])
-        size = len(encoded.ws) + sum(len(r) for r in encoded.polling) + _PER_PACKET_OVERHEAD
+        if encoded.text is not None and not encoded.attachments:
+            kept: Any = encoded.text   # a text packet keeps its Engine.IO text only (smaller)
+            size = len(kept) + _PER_PACKET_OVERHEAD
+        else:
+            kept = encoded
+            size = len(encoded.ws) + sum(len(r) for r in encoded.polling) + _PER_PACKET_OVERHEAD
         now = time.monotonic()
         self._position[offset] = self._first + len(self._packets)
-        self._packets.append(_Stored(offset, opts.rooms, opts.except_, encoded, size, now,
+        self._packets.append(_Stored(offset, opts.rooms, opts.except_, kept, size, now,
                                      opts.intersect))
         self.stored_bytes += size
         self._purge(now)

@@ -34,6 +34,7 @@ function revive(key, value) {
 }
 
 async function main() {
+  if (cfg.memory) return serve(null);   // benchmarks: one server, no Redis
   const pub = cfg.cluster ? createCluster({ rootNodes: [{ url: cfg.redis }] }) : createClient({ url: cfg.redis });
   const sub = pub.duplicate();
   pub.on("error", () => {});
@@ -48,7 +49,12 @@ async function main() {
     : cfg.sharded
     ? createShardedAdapter(pub, sub, { channelPrefix: cfg.key, subscriptionMode: cfg.subscriptionMode || "dynamic" })
     : createAdapter(pub, sub, opts);
-  const serverOpts = { adapter, cors: { origin: "*" } };
+  return serve(adapter);
+}
+
+async function serve(adapter) {
+  const serverOpts = { cors: { origin: "*" } };
+  if (adapter) serverOpts.adapter = adapter;
   if (cfg.recovery) serverOpts.connectionStateRecovery = { maxDisconnectionDuration: cfg.recovery * 1000 };
   const io = new Server(serverOpts);
 

@@ -50,7 +50,9 @@ class Node:
             from roomcast.adapters._redis_client import make_cluster_client
 
             redis = make_cluster_client(redis)
-        if cfg.get("streams"):   # stream, channels and session keys all under the test's key
+        if cfg.get("memory"):    # benchmarks: one server, no Redis
+            self.factory = roomcast.InMemoryAdapter
+        elif cfg.get("streams"):   # stream, channels and session keys all under the test's key
             from roomcast.adapters.redis_streams import RedisStreamsAdapter
 
             self.factory = RedisStreamsAdapter.factory(
