@@ -184,8 +184,13 @@ class SessionAwareAdapter(InMemoryAdapter):
             size = len(encoded.ws) + sum(len(r) for r in encoded.polling) + _PER_PACKET_OVERHEAD
         now = time.monotonic()
         self._position[offset] = self._first + len(self._packets)
-        self._packets.append(_Stored(offset, opts.rooms, opts.except_, kept, size, now,
-                                     opts.intersect))
+        rooms, except_, intersect = opts.rooms, opts.except_, opts.intersect
+        if self._packets:   # a run of broadcasts to the same rooms shares one set of each
+            last = self._packets[-1]
+            rooms = last.rooms if rooms == last.rooms else rooms
+            except_ = last.except_ if except_ == last.except_ else except_
+            intersect = last.intersect if intersect == last.intersect else intersect
+        self._packets.append(_Stored(offset, rooms, except_, kept, size, now, intersect))
         self.stored_bytes += size
         self._purge(now)
         selection = self._select(opts)
