@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar, overload
 
-from roomcast import _speedups
+from roomcast import _speedups, metrics
 from roomcast.engine.uncompressed import with_compress
 
 if TYPE_CHECKING:
@@ -100,6 +100,8 @@ class EventEmitter:
             try:
                 handler(*args)
             except Exception:  # a listener's bug must not break the caller
+                if metrics.active is not None:
+                    metrics.active.handler_errors += 1
                 log.exception("error in %r listener", event)
 
 
@@ -146,6 +148,10 @@ class Adapter(EventEmitter):
 
     def has_room(self, room: Any) -> bool:
         raise NotImplementedError
+
+    def room_count(self) -> int:
+        """How many rooms this server has in the namespace (own-id rooms included)."""
+        return len(self.all_rooms())
 
     def broadcast(self, packet: dict, opts: BroadcastOptions) -> None:
         raise NotImplementedError
@@ -297,8 +303,12 @@ class InMemoryAdapter(Adapter):
             for socket in self._local_sockets(selection):
                 if socket._any_outgoing:
                     socket._notify_outgoing(packet["data"])
-        return _speedups.fanout(selection, self.nsp.server.engine.table,
+        sent = _speedups.fanout(selection, self.nsp.server.engine.table,
                                 with_compress(encoded, flags.compress), flags.volatile)
+        counts = metrics.active
+        if counts is not None:   # once per broadcast, never per recipient
+            counts.broadcast(sent, len(encoded.ws), len(selection) - sent if flags.volatile else 0)
+        return sent
 
     def broadcast_with_ack(self, packet: dict, opts: BroadcastOptions,
                            client_count_callback: Callable[[int], None],

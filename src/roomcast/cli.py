@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="worker processes on the one port (default 1)")
     run.add_argument("--graceful-timeout", type=float, default=DEFAULT_GRACEFUL_TIMEOUT,
                      help="seconds a draining worker waits for requests in flight (default 10)")
+    run.add_argument("--metrics-port", type=int, default=None,
+                     help="serve Prometheus metrics on this port (needs prometheus_client)")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
           f"with {args.workers} worker(s)", file=sys.stderr, flush=True)
     try:
         serve(lambda: load_app(args.app), args.host, args.port, workers=args.workers,
-              graceful_timeout=args.graceful_timeout)
+              graceful_timeout=args.graceful_timeout, metrics_port=args.metrics_port)
     except KeyboardInterrupt:
         pass
     return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from roomcast import metrics
+
 
 class ConnectError(Exception):
     """Raised (or passed to ``next``) by a connection middleware to refuse a socket.
@@ -23,6 +25,8 @@ class DisconnectedError(ConnectionError):
 
 def timeout_error() -> TimeoutError:
     # Node's wording, so that clients and logs read the same on both servers
+    if metrics.active is not None:
+        metrics.active.timeout("ack")
     return TimeoutError("operation has timed out")
 
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, overload
 
 import gevent
 
-from roomcast import _speedups
+from roomcast import _speedups, metrics
 from roomcast.adapter import Handler, InMemoryAdapter
 from roomcast.engine import EngineServer, EngineSocket
 from roomcast.namespace import Namespace, ParentNamespace
@@ -35,6 +35,8 @@ def _run_logged(fn: Callable, *args: Any) -> None:
     try:
         fn(*args)
     except Exception:   # a handler's bug is logged and never kills the connection
+        if metrics.active is not None:
+            metrics.active.handler_errors += 1
         log.exception("error in handler %r", fn)
 
 
@@ -259,12 +261,13 @@ class Server:
         return self.engine.handle_request(environ, start_response)
 
     def run(self, host: str = "127.0.0.1", port: int = 5000, app: Callable | None = None,
-            workers: int = 1, **kwargs: Any) -> None:
+            workers: int = 1, metrics_port: int | None = None, **kwargs: Any) -> None:
         """Serve forever with gevent.pywsgi and the WebSocket handler; ``workers`` > 1:
-        that many processes on the one port (roomcast.workers)."""
+        that many processes on the one port (roomcast.workers); ``metrics_port``: a
+        Prometheus endpoint there (roomcast.metrics, off by default)."""
         from roomcast.wsgi import run
 
-        run(self, host, port, app, workers=workers, **kwargs)
+        run(self, host, port, app, workers=workers, metrics_port=metrics_port, **kwargs)
 
     def close(self, timeout: float = 10.0) -> None:
         """Shut down gracefully within ``timeout`` seconds: stop accepting (io.run's

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import gevent
 from gevent.event import AsyncResult
 
+from roomcast import metrics
 from roomcast.adapter import BroadcastFlags, BroadcastOptions, EventEmitter, _socket_rooms
 from roomcast.engine.uncompressed import with_compress
 from roomcast.errors import DisconnectedError, timeout_error
@@ -334,6 +335,8 @@ class Socket(_Emitting, EventEmitter):
         if self._any_outgoing:
             self._notify_outgoing(data)
         self.client._send(with_compress(encoded, flags.compress), flags.volatile)
+        if metrics.active is not None:
+            metrics.active.broadcast(1, len(encoded.ws))
         return True
 
     def _register_ack(self, pid: int, callback: Callable, timeout: float | None) -> None:
@@ -392,6 +395,8 @@ class Socket(_Emitting, EventEmitter):
             return
         ptype = packet.type
         if ptype == EVENT or ptype == BINARY_EVENT:
+            if metrics.active is not None:
+                metrics.active.events_in += 1
             args = list(packet.data)
             if packet.id is not None:
                 args.append(self._make_ack(packet.id))
@@ -427,6 +432,8 @@ class Socket(_Emitting, EventEmitter):
             try:
                 handler(*args[1:])
             except Exception:  # logged; the connection lives on
+                if metrics.active is not None:
+                    metrics.active.handler_errors += 1
                 log.exception("error in handler for event %r of socket %s", args[0], self.id)
 
     def _on_error(self, err: Any) -> None:
@@ -479,6 +486,8 @@ class Socket(_Emitting, EventEmitter):
             if self._state == PENDING:
                 self._state = CLOSED
             return
+        if metrics.active is not None:
+            metrics.active.disconnect(reason)
         # rooms are still readable in `disconnecting`
         self.emit_reserved("disconnecting", reason)
         if self.pid is not None and reason in RECOVERABLE_DISCONNECT_REASONS:

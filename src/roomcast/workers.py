@@ -165,6 +165,18 @@ def _original(module: str, name: str) -> Any:
         return getattr(__import__(module), name)
 
 
+def _metrics_process_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges from the multiprocess metrics (if any are kept)."""
+    if "prometheus_client" not in sys.modules and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    try:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+    except Exception:
+        pass
+
+
 class Supervisor:
     """Forks the workers, restarts the ones that die, drains them all on SIGTERM."""
 
@@ -246,6 +258,7 @@ class Supervisor:
                 if started is None:
                     continue
                 self._forget_files_of(pid)
+                _metrics_process_dead(pid)
                 if self.stopping:
                     continue
                 log.warning("roomcast: worker %d exited (status %d); restarting it", pid, status)
@@ -260,13 +273,18 @@ class Supervisor:
 
 
 def serve(load: Callable[[], Any], host: str = "127.0.0.1", port: int = 5000, workers: int = 1,
-          graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT, **server_kwargs: Any) -> None:
+          graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT, metrics_port: int | None = None,
+          **server_kwargs: Any) -> None:
     """Serve the WSGI app (or roomcast Server) that ``load()`` returns on host:port with
-    ``workers`` processes. ``load`` runs in each worker (after the fork) when workers > 1."""
+    ``workers`` processes. ``load`` runs in each worker (after the fork) when workers > 1.
+    ``metrics_port``: Prometheus metrics there, summed over the workers."""
+    from roomcast import metrics
     from roomcast.wsgi import make_server
 
     if workers <= 1:
         server = make_server(load(), host, port, **server_kwargs)
+        if metrics_port is not None:
+            metrics.serve(metrics_port, host)
         _serve_until_signal(server, graceful_timeout)
         return
 
@@ -274,15 +292,25 @@ def serve(load: Callable[[], Any], host: str = "127.0.0.1", port: int = 5000, wo
         app = load()
         server = make_server(app, listener=worker_listener(host, port), **server_kwargs)
         start_worker(rundir, server)
+        if metrics_port is not None:
+            # every worker answers on the metrics port too; each answer sums all workers
+            metrics.serve(metrics_port, listener=worker_listener(host, metrics_port))
         _serve_until_signal(server, graceful_timeout)
 
     # bound, never listening: the port is ours (and a clash fails here, once), but the
     # kernel routes connections only to the workers' listening sockets
-    reserved = reuseport_socket(host, port)
+    reserved = [reuseport_socket(host, p) for p in (port, metrics_port) if p is not None]
+    supervisor = Supervisor(worker_main, workers, graceful_timeout)
+    if not (os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")):
+        # prometheus_client's multiprocess mode, so that metrics add up over the workers
+        metrics_dir = os.path.join(supervisor.rundir, "metrics")
+        os.mkdir(metrics_dir)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        Supervisor(worker_main, workers, graceful_timeout).run()
+        supervisor.run()
     finally:
-        reserved.close()
+        for sock in reserved:
+            sock.close()
 
 
 def _serve_until_signal(server: Any, graceful_timeout: float) -> None:

@@ -31,6 +31,7 @@ import gevent
 import geventwebsocket.handler
 from gevent import pywsgi
 
+from roomcast import metrics
 from roomcast import workers as worker_processes
 from roomcast.engine import http
 from roomcast.engine.tcp import set_nodelay
@@ -244,6 +245,8 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
 
     def _headers_timed_out(self) -> None:
         self._stop_headers_timer()
+        if metrics.active is not None:
+            metrics.active.timeout("http")
         log.info("closed a connection from %s: headers not received in time", self.client_address)
         try:
             self.socket.sendall(_REQUEST_TIMEOUT_RESPONSE)
@@ -251,6 +254,8 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
             pass
 
     def _handle_client_error(self, ex):
+        if isinstance(ex, (_HeadersTimedOut, _BodyTimedOut)) and metrics.active is not None:
+            metrics.active.timeout("http")
         if isinstance(ex, _HeadersTimedOut):
             self._stop_headers_timer()
             log.info("closed a connection from %s: headers not received in time",
@@ -407,17 +412,22 @@ def make_server(io: Any, host: str = "127.0.0.1", port: int = 5000, app: Callabl
 
 
 def run(io: Any, host: str = "127.0.0.1", port: int = 5000, app: Callable | None = None,
-        shutdown_timeout: float = SHUTDOWN_TIMEOUT, workers: int = 1, **kwargs: Any) -> None:
+        shutdown_timeout: float = SHUTDOWN_TIMEOUT, workers: int = 1,
+        metrics_port: int | None = None, **kwargs: Any) -> None:
     """Serve until ``io.close()`` or SIGTERM (the common case: ``io.run(host, port)``).
 
     SIGTERM closes gracefully: no new connections, every client gets a close (it
     reconnects elsewhere), what is queued is flushed, within ``shutdown_timeout``.
     ``workers`` > 1: that many processes on the one port (roomcast.workers).
+    ``metrics_port``: Prometheus metrics on that port (roomcast.metrics; every worker's sum).
     """
     if workers > 1:
         worker_processes.serve(lambda: as_wsgi(io, app), host, port, workers=workers,
-                               graceful_timeout=shutdown_timeout, **kwargs)
+                               graceful_timeout=shutdown_timeout, metrics_port=metrics_port,
+                               **kwargs)
         return
+    if metrics_port is not None:
+        metrics.serve(metrics_port, host)
     server = make_server(io, host, port, app, **kwargs)
     server.start()
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import CLIENT_TRANSPORTS
 from roomcast.worker_ids import tag_of_pid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,13 +90,16 @@ class Served:
 def start_server(impl, wait_for):
     started: list[Served] = []
 
-    def _start(kind: str = "roomcast", workers: int = 2, **extra_env: str) -> Served:
+    def _start(kind: str = "roomcast", workers: int = 2, metrics_port: int | None = None,
+               **extra_env: str) -> Served:
         port = free_port()
         if kind == "io.run":
             argv = [sys.executable, "-m", "tests.apps.workers_app", str(port), str(workers)]
         elif kind == "roomcast":
             argv = [str(BIN / "roomcast"), "serve", "tests.apps.workers_app:io",
                     "--workers", str(workers), "--port", str(port), "--graceful-timeout", "3"]
+            if metrics_port is not None:
+                argv += ["--metrics-port", str(metrics_port)]
         else:
             argv = [str(BIN / "gunicorn"), "-k", "roomcast.gunicorn.Worker", "-w", str(workers),
                     "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3",
@@ -208,7 +210,7 @@ def test_many_js_clients_across_two_workers(kind, transport, start_server, run_j
 
 
 def test_io_run_with_workers(start_server, run_js):
-    check_js_clients(start_server("io.run"), CLIENT_TRANSPORTS["upgrade"], run_js)
+    check_js_clients(start_server("io.run"), "{}", run_js)   # polling, then the upgrade
 
 
 def test_two_workers_on_the_redis_adapter(start_server, run_js, redis_url, transport):
@@ -283,3 +285,33 @@ def test_sigterm_drains_every_worker(start_server, start_js, wait_for, tmp_path)
     assert time.monotonic() - started < 10
     reasons = watcher.result()
     assert len(reasons) == 6 and set(reasons) <= {"transport close", "transport error"}
+
+
+def test_metrics_of_two_workers_add_up(start_server, start_js, in_thread, wait_for, tmp_path):
+    from test_metrics import scrape, value
+
+    metrics_port = free_port()
+    served = start_server(metrics_port=metrics_port)
+    flag = tmp_path / "connected"
+    run = start_js("""
+        const sockets = [];
+        for (let i = 0; i < 10; i++) sockets.push(io(URL, {forceNew: true, transports: ["websocket"]}));
+        await Promise.all(sockets.map(s => once(s, "connect")));
+        const who = await Promise.all(sockets.map(s => s.emitWithAck("whoami")));
+        require("fs").writeFileSync(%r, JSON.stringify(who.map(w => w.pid)));
+        await once(sockets[0], "never");
+    """ % str(flag), served.url, timeout=60)
+    pids = set(json.loads(wait_for(lambda: flag.exists() and flag.read_text(),
+                                   "the clients to connect", timeout=30)))
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+
+    def summed() -> bool:
+        values = scrape(url)    # whichever worker answers, it sums both
+        return (value(values, "roomcast_sockets", namespace="/") == 10
+                and value(values, "roomcast_connections", transport="websocket") == 10
+                and value(values, "roomcast_events_received_total") >= 10)
+
+    for _ in range(4):
+        wait_for(lambda: in_thread(summed), "both workers' metrics in one scrape", timeout=10)
+    assert len(pids) == 2, "the clients all landed on one worker"
+    run.kill()

@@ -23,6 +23,8 @@ import redis
 from gevent.event import Event
 from gevent.queue import Queue
 
+from roomcast import metrics
+
 log = logging.getLogger("roomcast.redis")
 
 Handler = Callable[[str, bytes], None]
@@ -168,6 +170,8 @@ class _Link:
 
     def _dispatch(self, message: dict) -> None:
         kind = message["type"]
+        if metrics.active is not None and kind in ("pmessage", "message", "smessage"):
+            metrics.active.adapter_in += 1
         if kind == "pmessage":
             handler = self.patterns.get(_str(message["pattern"]))
         elif kind == "message":
@@ -306,6 +310,8 @@ class RedisHub:
         self._enqueue(("SPUBLISH", channel, data))
 
     def _enqueue(self, command: tuple) -> None:
+        if metrics.active is not None:
+            metrics.active.adapter_out += 1
         if self._queue.qsize() >= _MAX_PENDING:
             self._report_lost(1, command[1], "the publish queue is full")
             return

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import gevent
 from gevent.event import Event
 
+from roomcast import metrics
 from roomcast.adapter import BroadcastFlags, BroadcastOptions, InMemoryAdapter, _socket_rooms
 from roomcast.adapters._protocol import (  # noqa: F401  (the cluster vocabulary, re-exported)
     EMITTER_UID, EVENT, MAY_CONTAIN_BINARY, RESPONSE_TYPES, MessageType, answer_once,
@@ -286,6 +287,8 @@ def finish_server_side_emit(request: PendingRequest, still_expected: int,
     meanwhile is not waited for)."""
     responses = list(request.responses)
     if not request.done.is_set() and len(responses) < still_expected:
+        if metrics.active is not None:
+            metrics.active.timeout("cluster")
         ack(TimeoutError(f"timeout reached: {request.shortfall()}"), responses)
     else:
         ack(None, responses)
@@ -458,6 +461,8 @@ class ClusterAdapter(InMemoryAdapter):
         self.requests.wait(request_id, opts.flags.timeout or self.requests_timeout)
         if not request.done.is_set():
             # a server left (or is stuck): complete with what answered
+            if metrics.active is not None:
+                metrics.active.timeout("cluster")
             log.warning("cluster: fetch_sockets on %s: %d of %d servers answered within %.1fs",
                         self.nsp.name, request.received, request.expected,
                         opts.flags.timeout or self.requests_timeout)

@@ -26,6 +26,7 @@ import gevent
 from gevent import socket as gsocket
 from gevent.event import Event
 
+from roomcast import metrics
 from roomcast.adapters.cluster import ClusterAdapter, MessageType
 
 if TYPE_CHECKING:
@@ -215,6 +216,8 @@ class IpcBus:
 
     def _dispatch(self, message: Any) -> None:
         self.messages_received += 1
+        if metrics.active is not None:
+            metrics.active.adapter_in += 1
         if not isinstance(message, dict):
             return
         adapter = self.adapters.get(message.get("nsp"))
@@ -239,6 +242,8 @@ class IpcBus:
             for peer in list(self.peers.values()):
                 peer.send(frame)
             self.messages_sent += 1
+            if metrics.active is not None:
+                metrics.active.adapter_out += 1
 
     def send(self, uid: Any, message: dict) -> None:
         """To one worker (its uid is its pid)."""
@@ -249,6 +254,8 @@ class IpcBus:
         if peer is not None:
             peer.send(_frame(message))
             self.messages_sent += 1
+            if metrics.active is not None:
+                metrics.active.adapter_out += 1
 
 
 class IpcAdapterFactory:

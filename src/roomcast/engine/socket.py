@@ -253,6 +253,13 @@ class EngineSocket:
         self._on_close(reason, description)
 
     # ------------------------------------------------------------------ long-polling
+    def queued(self) -> tuple[int, int]:
+        """Packets waiting to be written to this client, and their bytes (WebSocket
+        frames; a polling record is about as long)."""
+        items = self._queue
+        return len(items), sum(len(item) if isinstance(item, (bytes, bytearray, memoryview))
+                               else len(item.ws) for item in items)
+
     @property
     def polling_request_pending(self) -> bool:
         """A GET is waiting for packets to send (Node's polling transport is writable)."""
