@@ -180,6 +180,12 @@ const others = await sockets[5].emitWithAck("server-side");
 log("server-side");
 const ended2 = sockets.map(s => new Promise(resolve => s.on("news", p => p === "end2" && resolve())));
 await sockets[0].emitWithAck("sockets-join", "red", "blue");
+// sockets_join reaches the other worker asynchronously (as Node's cluster adapter): wait
+// until the broadcasting socket's worker sees every red socket in blue
+for (let tries = 0; tries < 100; tries++) {
+    if ((await sockets[7].emitWithAck("fetch", "blue")).length === red.length) break;
+    await sleep(50);
+}
 await sockets[7].emitWithAck("broadcast", "blue", "b1");
 await sockets[7].emitWithAck("broadcast", "everyone", "end2");
 await Promise.all(ended2);
