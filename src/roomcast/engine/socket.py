@@ -545,6 +545,11 @@ class EngineSocket:
         if self.ready_state == "closed":
             return
         self._queue = []
+        # The writer must be gone before the socket can be closed under it (the
+        # request's handler closes the raw socket once its reader returns).
+        writer, self._writer = self._writer, None
+        if writer is not None and writer is not gevent.getcurrent():
+            writer.kill()
         for sock in (self._sock, self._probe_sock):
             if sock is not None:
                 try:
