@@ -27,13 +27,20 @@ return {seen, got};
 """
 
 
-@pytest.mark.parametrize("kinds", [("roomcast", "roomcast"), ("roomcast", "node"), ("node", "roomcast")])
+@pytest.mark.parametrize("kinds", [("roomcast", "roomcast"), ("roomcast", "node"), ("node", "roomcast"),
+                                   ("roomcast", "node", "rediscluster")],
+                         ids=["roomcast+roomcast", "roomcast+node", "node+roomcast", "rediscluster-roomcast+node"])
 def test_a_client_cut_from_one_server_recovers_on_the_other(kinds, cluster, start_js, wait_for,
-                                                             redis_url):
-    a, b = (cluster(kind, streams=True, recovery=30) for kind in kinds)
+                                                             request, redis_url):
+    options: dict = {"streams": True, "recovery": 30}
+    if "rediscluster" in kinds:   # the stream, the sessions and the channels on a Redis Cluster
+        redis_url = request.getfixturevalue("redis_cluster_url")
+        options.update(redis=redis_url, cluster=True)
+    a, b = (cluster(kind, **options) for kind in kinds[:2])
     counted([a, b], 2)
     proxy = TcpProxy("127.0.0.1", a.port)
-    stream = redis.Redis.from_url(redis_url)
+    stream = (redis.RedisCluster.from_url(redis_url) if "rediscluster" in kinds
+              else redis.Redis.from_url(redis_url))
     try:
         run = start_js(RECOVERING_CLIENT, proxy.url, timeout=30)
         a.wait_clients(1)
