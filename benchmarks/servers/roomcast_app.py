@@ -22,7 +22,20 @@ PAD = "x" * 24
 ATTACHMENT = bytes(range(64))
 GROUPS = ["g0", "g1", "g2"]
 
-io = roomcast.Server()
+import os  # noqa: E402
+
+if os.environ.get("ROOMCAST_BENCH_REDIS"):   # benchmarks/bench_workers.py: workers over Redis
+    from roomcast.adapters.redis import RedisAdapter  # noqa: E402
+
+    # one key per supervisor, so that only this run's workers meet
+    io = roomcast.Server(adapter=RedisAdapter.factory(os.environ["ROOMCAST_BENCH_REDIS"],
+                                                      key=f"bench-workers-{os.getppid()}"))
+else:
+    io = roomcast.Server()
+if os.environ.get("ROOMCAST_BENCH_METRICS"):   # the cost of roomcast.metrics when on
+    from roomcast import metrics  # noqa: E402
+
+    metrics.enable()
 order: dict = {}  # sockets in connection order (dicts keep insertion order), for unicast
 
 
