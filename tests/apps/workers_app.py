@@ -74,4 +74,4 @@ def pid_please(ack: Any) -> None:
 if __name__ == "__main__":   # io.run(workers=N)
     import sys
 
-    io.run(host="127.0.0.1", port=int(sys.argv[1]), workers=int(sys.argv[2]))
+    io.run(host="127.0.0.1", port=int(sys.argv[1]), workers=int(sys.argv[2]), shutdown_timeout=3.0)

@@ -3,6 +3,7 @@ sees real types (not Any) through roomcast's lazy names, and the compiled module
 .pyi stubs match what the extensions really define (mypy's stubtest)."""
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -40,13 +41,20 @@ def test_mypy_sees_real_types_behind_the_lazy_names(tmp_path_factory):
     assert 'expression has type "int", variable has type "str"' in done.stdout, done.stdout
 
 
-def test_the_stubs_match_the_compiled_modules(tmp_path):
-    if not _speedups.extensions_available():
-        assert not os.environ.get("ROOMCAST_REQUIRE_EXTENSIONS"), "the compiled core is required"
-        return
-    done = subprocess.run(
+@functools.lru_cache(maxsize=None)
+def stubtest(cwd: str) -> subprocess.CompletedProcess:
+    """mypy's stubtest on the compiled modules, once per session (it does not depend on
+    which implementation the chooser picked)."""
+    return subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "--mypy-config-file", os.devnull,
          "--allowlist", str(ROOT / "tests" / "unit" / "stubtest-allowlist.txt"),
          "roomcast._encoder_c", "roomcast._rooms_c", "roomcast._fanout_c"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_the_stubs_match_the_compiled_modules(tmp_path_factory):
+    if not _speedups.extensions_available():
+        assert not os.environ.get("ROOMCAST_REQUIRE_EXTENSIONS"), "the compiled core is required"
+        return
+    done = stubtest(str(tmp_path_factory.getbasetemp()))
     assert done.returncode == 0, done.stdout + done.stderr
