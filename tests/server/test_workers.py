@@ -121,14 +121,13 @@ def test_polling_requests_reach_their_session_whichever_worker_accepts(start_ser
     own the session and are handed over; without the hand-off they would get 400."""
     served = start_server()
 
-    def session_traffic() -> tuple[int, set[str]]:
+    def session_traffic() -> int:
         close = {"Connection": "close"}
         base = f"{served.url}/socket.io/?EIO=4&transport=polling"
-        ok, owners = 0, set()
+        ok = 0
         for _ in range(6):
             r = requests.get(base, headers=close, timeout=5)
             sid = json.loads(r.text[1:])["sid"]
-            owners.add(sid[:4])
             url = f"{base}&sid={sid}"
             assert requests.post(url, data="40", headers=close, timeout=5).text == "ok"
             assert requests.get(url, headers=close, timeout=5).text.startswith("40{")
@@ -141,10 +140,11 @@ def test_polling_requests_reach_their_session_whichever_worker_accepts(start_ser
                 # answered by the owner, whose pid the sid names
                 assert tag_of_pid(answer["pid"]) == sid[:4] and answer["servers"] == 2
                 ok += 1
-        return ok, owners
+        return ok
 
-    ok, owners = in_thread(session_traffic)
-    assert ok == 24 and len(owners) == 2
+    # 60 requests with a sid, each on a fresh connection: that none was accepted by the
+    # other worker (none handed off) has a chance of about 2**-60
+    assert in_thread(session_traffic) == 24
 
 
 SCRIPT = """
@@ -302,7 +302,7 @@ def test_metrics_of_two_workers_add_up(start_server, start_js, in_thread, wait_f
     flag = tmp_path / "connected"
     run = start_js("""
         const sockets = [];
-        for (let i = 0; i < 10; i++) sockets.push(io(URL, {forceNew: true, transports: ["websocket"]}));
+        for (let i = 0; i < 20; i++) sockets.push(io(URL, {forceNew: true, transports: ["websocket"]}));
         await Promise.all(sockets.map(s => once(s, "connect")));
         const who = await Promise.all(sockets.map(s => s.emitWithAck("whoami")));
         require("fs").writeFileSync(%r, JSON.stringify(who.map(w => w.pid)));
@@ -314,11 +314,11 @@ def test_metrics_of_two_workers_add_up(start_server, start_js, in_thread, wait_f
 
     def summed() -> bool:
         values = scrape(url)    # whichever worker answers, it sums both
-        return (value(values, "roomcast_sockets", namespace="/") == 10
-                and value(values, "roomcast_connections", transport="websocket") == 10
-                and value(values, "roomcast_events_received_total") >= 10)
+        return (value(values, "roomcast_sockets", namespace="/") == 20
+                and value(values, "roomcast_connections", transport="websocket") == 20
+                and value(values, "roomcast_events_received_total") >= 20)
 
     for _ in range(4):
         wait_for(lambda: in_thread(summed), "both workers' metrics in one scrape", timeout=10)
-    assert len(pids) == 2, "the clients all landed on one worker"
+    assert len(pids) == 2, "the 20 clients all landed on one worker (chance 2**-19)"
     run.kill()
