@@ -498,3 +498,20 @@ def test_websocket_with_a_sid_when_upgrades_are_off_is_closed_after_101(serve):
     assert ws.status == 101
     assert ws.recv_frame() == (8, b"")
     assert engine.clients[sid].transport == "polling"
+
+
+def test_polling_after_the_ping_timeout_is_refused_even_if_the_timer_is_late(
+        serve_parked, wait_for):
+    import time
+
+    engine = suite_engine()
+    url, server = serve_parked(engine)
+    for _ in range(3):
+        sid, _ = handshake(url, "/engine.io/")
+        assert request(url, path="/engine.io/", query=polling(sid)).text == "2"
+        get = parked_connection(url, server, wait_for)
+        # a busy loop: nothing runs past the pong deadline, then the timeout timer
+        # and the request are ready together
+        time.sleep(PING_TIMEOUT + 0.05)
+        get.send(request_bytes(url, "GET", "/engine.io/", polling(sid)))
+        assert get.response().status == 400

@@ -198,10 +198,11 @@ class EngineServer:
             if method == "OPTIONS":
                 return http.respond(start_response, "204 No Content", b"", None, cors_headers)
         query = http.query_of(environ)
-        if ws is None and query.get("sid") in self.clients:
+        if query.get("sid") in self.clients:
             session = self.clients[query["sid"]]
-            if session.upgrading:
+            if ws is None and session.upgrading:
                 session.settle_upgrade()   # judged after what its WebSocket already holds
+            session.expire_if_overdue()    # judged after a ping timeout whose timer is late
         code, message = self._verify(environ, method, query, ws is not None)
         if code is not None:
             if self._handlers.get("connection_error"):

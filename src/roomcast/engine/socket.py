@@ -96,6 +96,7 @@ class EngineSocket:
         # would keep the deadline it already passed and fire at once)
         self._ping_timer = None
         self._timeout_timer = None
+        self._pong_deadline: float | None = None   # monotonic time the pong is due by
         self._upgrade_timer = None
         self._probe_sock = None
         self._probe_reading = False   # the probe reader is handling a chunk
@@ -218,6 +219,7 @@ class EngineSocket:
         if self.ready_state != "open":
             return
         self.push(self.server.ping_packet)
+        self._pong_deadline = time.monotonic() + self.server.ping_timeout
         self._timeout_timer = self._arm(self._timeout_timer, self.server.ping_timeout,
                                         self._ping_timed_out)
 
@@ -225,7 +227,18 @@ class EngineSocket:
         if self.ready_state != "closed":
             gevent.spawn(self._on_close, "ping timeout")
 
+    def expire_if_overdue(self) -> bool:
+        """Close the session now ("ping timeout") when its pong is overdue and the
+        timer has not fired yet (it fires late on a busy loop): a request that
+        arrives after the deadline finds the session closed, as in Node."""
+        deadline = self._pong_deadline
+        if deadline is None or self.ready_state != "open" or time.monotonic() < deadline:
+            return False
+        self._on_close("ping timeout")
+        return True
+
     def _on_pong(self) -> None:
+        self._pong_deadline = None
         if self._timeout_timer is not None:
             self._timeout_timer.stop()
         self._schedule_ping()
