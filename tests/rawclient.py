@@ -32,9 +32,17 @@ class Response:
         return f"<Response {self.status} {self.body[:80]!r}>"
 
 
-def _connect(url: str):
+def _connect(url: str, rcvbuf: int | None = None):
     parts = urlsplit(url)
-    return socket.create_connection((parts.hostname, parts.port), timeout=10)
+    if rcvbuf is None:
+        return socket.create_connection((parts.hostname, parts.port), timeout=10)
+    # a small receive window set before connecting: a client that stops reading
+    # stalls the server's writes after a few KiB instead of megabytes
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect((parts.hostname, parts.port))
+    return sock
 
 
 def _read_response(f) -> Response:
@@ -139,8 +147,9 @@ class RawWebSocket:
     """A client WebSocket that sends masked frames and reads whole frames."""
 
     def __init__(self, url: str, path: str = "/socket.io/", query: str = "EIO=4&transport=websocket",
-                 timeout: float = 10.0, headers: dict[str, str] | None = None) -> None:
-        self.sock = _connect(url)
+                 timeout: float = 10.0, headers: dict[str, str] | None = None,
+                 rcvbuf: int | None = None) -> None:
+        self.sock = _connect(url, rcvbuf)
         self.timeout = timeout
         key = base64.b64encode(os.urandom(16)).decode()
         req = (f"GET {path}?{query} HTTP/1.1\r\nHost: {urlsplit(url).netloc}\r\n"

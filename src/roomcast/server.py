@@ -11,6 +11,7 @@ import gevent
 from roomcast import _speedups, metrics
 from roomcast.adapter import Handler, InMemoryAdapter
 from roomcast.engine import EngineServer, EngineSocket
+from roomcast.engine.sendbuffer import DEFAULT_MAX_SEND_BUFFER
 from roomcast.namespace import Namespace, ParentNamespace
 from roomcast.operators import BroadcastOperator
 from roomcast.recovery import SessionAwareAdapter, normalize_options
@@ -54,6 +55,7 @@ class Server:
                  compression_threshold: int = 1024, max_attachments: int = 10,
                  cleanup_empty_child_namespaces: bool = False,
                  async_handlers: bool = True,
+                 max_send_buffer: int | None = DEFAULT_MAX_SEND_BUFFER,
                  connection_state_recovery: bool | dict | None = None,
                  parser: str = "default") -> None:
         if parser not in PARSERS:
@@ -79,7 +81,7 @@ class Server:
             upgrade_timeout=upgrade_timeout, max_http_buffer_size=max_http_buffer_size,
             transports=transports, allow_upgrades=allow_upgrades, cors=cors,
             allow_request=allow_request, cookie=cookie, http_compression=http_compression,
-            compression_threshold=compression_threshold)
+            compression_threshold=compression_threshold, max_send_buffer=max_send_buffer)
         self.engine.on("connection", self._on_connection)
         self._nsps: dict[str, Namespace] = {}
         self._parent_nsps: list[ParentNamespace] = []

@@ -88,7 +88,7 @@ def test_close_flushes_what_is_queued_and_closes_every_client(wait_for):
 
 
 def test_close_returns_at_the_deadline_when_a_client_does_not_read(wait_for):
-    io = roomcast.Server()
+    io = roomcast.Server(max_send_buffer=None)   # the stuck client is not closed before
     server = wsgi.make_server(io, "127.0.0.1", 0)
     server.start()
     url = f"http://127.0.0.1:{server.server_port}"

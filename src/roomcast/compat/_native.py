@@ -32,6 +32,8 @@ _REASONS = {
     "transport close": "transport close",
     "transport error": "transport error",
     "parse error": "transport error",
+    "send buffer full": "transport error",   # roomcast's slow-consumer closes
+    "write timeout": "transport error",
 }
 
 

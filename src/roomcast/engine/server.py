@@ -17,6 +17,7 @@ from roomcast.eio_packet import CLOSE, NOOP, PING
 from roomcast.engine import http
 from roomcast.engine.cors import CorsOptions
 from roomcast.engine.memory import Trimmer
+from roomcast.engine.sendbuffer import DEFAULT_MAX_SEND_BUFFER
 from roomcast.engine.socket import EngineSocket
 from roomcast.engine.tcp import request_socket, set_nodelay
 from roomcast.worker_ids import tagged_id
@@ -53,13 +54,16 @@ class EngineServer:
                  cors: Any = None, allow_request: Callable[[dict], Any] | None = None,
                  cookie: bool | dict | None = None, http_compression: bool = True,
                  compression_threshold: int = 1024, initial_packet: str | bytes | None = None,
-                 origin_check: Callable[[dict], "http.Refusal | None"] | None = None
-                 ) -> None:
+                 origin_check: Callable[[dict], "http.Refusal | None"] | None = None,
+                 max_send_buffer: int | None = DEFAULT_MAX_SEND_BUFFER) -> None:
         self.path = "/" + path.strip("/")
         self.ping_interval = float(ping_interval)
         self.ping_timeout = float(ping_timeout)
         self.upgrade_timeout = float(upgrade_timeout)
         self.max_http_buffer_size = int(max_http_buffer_size)
+        # bytes queued for one connection, not yet taken by its socket (None: unbounded);
+        # beyond it the connection is closed ("send buffer full"), see engine/sendbuffer.py
+        self.max_send_buffer = None if max_send_buffer is None else int(max_send_buffer)
         self.transports = tuple(transports)
         unknown = set(self.transports) - set(TRANSPORTS)
         if unknown:

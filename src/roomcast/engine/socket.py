@@ -31,6 +31,7 @@ from roomcast import _speedups
 from roomcast.eio_packet import (CLOSE, MESSAGE, PING, PONG, UPGRADE, EngineParseError,
                                  decode_polling_payload, decode_text)
 from roomcast.engine.uncompressed import wants_compression
+from roomcast.engine.sendbuffer import SEND_BUFFER_FULL, WRITE_TIMEOUT, SendBuffer
 from roomcast.ws_frames import FrameParser, WSProtocolError, close_frame
 
 log = logging.getLogger("roomcast.engine")
@@ -78,6 +79,9 @@ class EngineSocket:
         self.remote_address = environ.get("REMOTE_ADDR")
         self._handlers: dict[str, list[Callable]] = {}
         self._queue: list = []
+        self._sent = SendBuffer(server.max_send_buffer)   # what _queue (and the writer) hold
+        self._stall_timer = None
+        self._gave_up = False   # closing as a slow consumer: nothing is queued any more
         self._table = server.table
         self.slot: int = self._table.add(self)
         # WebSocket transport
@@ -146,50 +150,100 @@ class EngineSocket:
             self._emit("packet_create", packet)
         if self._ws_active:
             if self._busy:
-                if not volatile:
-                    self._queue.append(packet)
+                if not volatile:   # a busy connection drops volatile packets first
+                    self._enqueue(packet, len(packet.ws))
                 return
             data = packet.ws
             if self._fd >= 0:
                 n = _write_nonblocking(self._fd, data)
                 if n == len(data):
                     return
-                self._queue.append(data[n:])
+                self._start_writer()
+                self._enqueue(data[n:], len(data) - n)
             else:
-                self._queue.append(packet)
-            self._start_writer()
+                self._start_writer()
+                self._enqueue(packet, len(data))
         else:
             if volatile and self._poll_waiter is None:
                 return  # Node drops a volatile packet when the transport is not writable
-            self._queue.append(packet)
+            self._enqueue(packet, sum(map(len, packet.polling)))
             if self._poll_waiter is not None:
                 self._poll_waiter.set()
 
     def push_raw(self, data: bytes) -> None:
         """Queue the rest of a frame the fan-out could not write at once."""
-        if self.ready_state == "closed":
+        if self.ready_state == "closed" or self._gave_up:
             return
-        self._queue.append(data)
         self._start_writer()
+        self._enqueue(data, len(data))
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes queued for this client and not yet taken by its socket (max_send_buffer)."""
+        return self._sent.queued
+
+    def _enqueue(self, item, size: int) -> None:
+        """Queue one item; past max_send_buffer the queue is dropped at once and the
+        session closed soon (the fan-out may be iterating: no close from here)."""
+        self._queue.append(item)
+        if not self._sent.add(size):
+            self._give_up(SEND_BUFFER_FULL)
+
+    def _give_up(self, reason: str) -> None:
+        """A slow consumer: free what is queued now, close from a greenlet of its own."""
+        if self.ready_state == "closed" or self._gave_up:
+            return
+        log.info("session %s closed: %s (%d bytes queued)", self.id, reason, self._sent.queued)
+        self._gave_up = True
+        self._queue = []
+        self._sent.clear()
+        self.ready_state = "closing"   # push() queues nothing more
+        gevent.spawn(self.abort, reason)
 
     def _start_writer(self) -> None:
         if not self._busy:
             self._busy = True
             self._table.set_busy(self.slot, True)
+            self._sent.busy_from_now()
+            self._arm_stall_timer(self.server.ping_interval + self.server.ping_timeout)
         if self._writer is None:
             self._writer = gevent.spawn(self._write_loop)
+
+    def _arm_stall_timer(self, seconds: float) -> None:
+        if self._stall_timer is None:
+            timer = self._stall_timer = gevent.get_hub().loop.timer(max(seconds, 0.01))
+            timer.start(self._check_stall)
+
+    def _check_stall(self) -> None:
+        # runs in the hub: it may only look, arm a timer and spawn
+        self._stall_timer.close()
+        self._stall_timer = None
+        if not self._busy or self.ready_state != "open" or not self._ws_active:
+            return
+        limit = self.server.ping_interval + self.server.ping_timeout
+        stalled = self._sent.stalled_for()
+        if stalled >= limit:
+            self._give_up(WRITE_TIMEOUT)
+        else:
+            self._arm_stall_timer(limit - stalled)
 
     def _write_loop(self) -> None:
         sock = self._sock
         try:
             while self._queue:
                 items, self._queue = self._queue, []
-                sock.sendall(b"".join([
+                data = memoryview(b"".join([
                     item if isinstance(item, (bytes, bytearray, memoryview)) else item.ws
                     for item in items]))
+                while data:   # send() rather than sendall(): each part taken is progress
+                    n = sock.send(data)
+                    self._sent.written(n)
+                    data = data[n:]
+                del data, items
         except OSError as exc:
             self._writer = None
             self._queue = []
+            self._sent.clear()
             self._on_close("transport error", exc)
             return
         self._writer = None
@@ -347,6 +401,8 @@ class EngineSocket:
                 fd = -1
         self._fd = fd
         self._table.set_fd(self.slot, fd)
+        self._sent.clear()   # polling records were counted; the frames count from now
+        self._sent.add(sum(len(item if isinstance(item, bytes) else item.ws) for item in self._queue))
         if self._queue:
             self._start_writer()
 
@@ -575,7 +631,7 @@ class EngineSocket:
         if self.ready_state == "closed":
             return
         self.ready_state = "closed"
-        for timer in (self._ping_timer, self._timeout_timer, self._close_timer):
+        for timer in (self._ping_timer, self._timeout_timer, self._close_timer, self._stall_timer):
             if timer is not None:
                 timer.stop()
                 timer.close()
