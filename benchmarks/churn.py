@@ -33,6 +33,8 @@ def start_server(name: str, port: int, log, argv: list[str] | None = None) -> su
     """Start a benchmark server with the roomcast *installed* in this interpreter's
     environment (pip install '.[bench]'), not the source tree (run.py's way)."""
     _, default_argv, extra = SERVERS[name]
+    if name == "node" and not (HERE / "node" / "node_modules").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE / "node", check=True)
     env = dict(os.environ, **extra)
     proc = subprocess.Popen((argv or default_argv) + [str(port)], env=env, stdout=log, stderr=log,
                             start_new_session=True)

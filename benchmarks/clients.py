@@ -77,6 +77,38 @@ class Client:
                 raise ConnectionError("closed by the server")
             self.buf += chunk
 
+    def recv_payloads(self):
+        """Yield the text payloads (bytes) of every frame already received, reading once
+        when none is buffered; answers pings. Cheaper than recv() for heavy readers."""
+        chunk = self.sock.recv(262144)
+        if not chunk:
+            raise ConnectionError("closed by the server")
+        buf = self.buf + chunk
+        pos, end = 0, len(buf)
+        while end - pos >= 2:
+            opcode, n = buf[pos] & 0x0F, buf[pos + 1] & 0x7F
+            start = pos + 2
+            if n == 126:
+                if end - pos < 4:
+                    break
+                n, start = int.from_bytes(buf[pos + 2:pos + 4], "big"), pos + 4
+            elif n == 127:
+                if end - pos < 10:
+                    break
+                n, start = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
+            if end < start + n:
+                break
+            payload = buf[start:start + n]
+            pos = start + n
+            if opcode == 8:
+                raise ConnectionError("close frame")
+            if opcode == 1:
+                if payload == b"2":
+                    self.send("3")
+                else:
+                    yield payload
+        self.buf = buf[pos:]
+
     def recv(self) -> str:
         while True:
             opcode, payload = self._read_frame()

@@ -26,7 +26,7 @@ io.on("connection", (socket) => {
     if (typeof ack === "function") ack(true);
   });
   socket.on("burst", (spec, ack) => {
-    const data = { ph: spec.ph, t: spec.t, p: PAD };
+    const data = { ph: spec.ph, t: spec.t, p: spec.pad ? "x".repeat(spec.pad) : PAD };
     for (let i = 0; i < spec.k; i++) {
       switch (spec.kind) {
         case "all": io.emit("b", data); break;

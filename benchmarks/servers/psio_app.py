@@ -53,7 +53,7 @@ def chat(sid, msg):
 @sio.on("burst")
 def burst(sid, spec):
     kind, k = spec["kind"], spec["k"]
-    data = {"ph": spec["ph"], "t": spec["t"], "p": PAD}
+    data = {"ph": spec["ph"], "t": spec["t"], "p": "x" * spec["pad"] if "pad" in spec else PAD}
     for _ in range(k):
         if kind == "all":
             sio.emit("b", data)

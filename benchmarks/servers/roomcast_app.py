@@ -67,7 +67,7 @@ def on_connection(socket):
     @socket.on("burst")
     def burst(spec, ack=None):
         kind, k = spec["kind"], spec["k"]
-        data = {"ph": spec["ph"], "t": spec["t"], "p": PAD}
+        data = {"ph": spec["ph"], "t": spec["t"], "p": "x" * spec["pad"] if "pad" in spec else PAD}
         for _ in range(k):
             if kind == "all":
                 io.emit("b", data)
