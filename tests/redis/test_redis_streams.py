@@ -115,6 +115,10 @@ def test_stream_entries_are_nodes(cluster, redis_url, wait_for):
         client.close()
     binary = encode_entry({"uid": "u", "nsp": "/", "type": 3, "data": {"packet": {"data": [b"\x00"]}}})
     assert decode_entry(binary)["data"] == {"packet": {"data": [b"\x00"]}}
+    # only_plaintext: bytes as JSON.stringify writes a Buffer
+    plain = encode_entry({"uid": "u", "nsp": "/", "type": 3, "data": {"packet": {"data": [b"\x00\x07"]}}},
+                         only_plaintext=True)
+    assert plain["data"] == '{"packet":{"data":[{"type":"Buffer","data":[0,7]}]}}'
     # JavaScript: (hashCode("/custom") | 0) % 3 === 2, hashCode("/") % 2 === 1
     assert stream_name_for("/custom", "s", 3) == "s-2" and stream_name_for("/", "s", 2) == "s-1"
 

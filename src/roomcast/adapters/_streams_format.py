@@ -37,8 +37,21 @@ def encode_entry(message: dict, only_plaintext: bool = False) -> dict:
         if not only_plaintext and message["type"] in MAY_CONTAIN_BINARY and has_binary(data):
             fields["data"] = base64.b64encode(_notepack.encode(data)).decode("ascii")
         else:
+            if has_binary(data):   # only_plaintext: binary as JSON.stringify writes a Buffer
+                data = _buffers_as_json(data)
             fields["data"] = proto.dumps_json(data).decode("utf-8")
     return fields
+
+
+def _buffers_as_json(value: Any) -> Any:
+    """``value`` with each bytes as Node's ``Buffer.toJSON()``: {"type": "Buffer", "data": [...]}."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"type": "Buffer", "data": list(bytes(value))}
+    if isinstance(value, dict):
+        return {k: _buffers_as_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_buffers_as_json(v) for v in value]
+    return value
 
 
 def text(value: Any) -> str:
