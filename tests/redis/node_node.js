@@ -45,7 +45,9 @@ async function main() {
   const adapter = cfg.streams
     // the streams adapter: stream, channels and session keys all under the test's key
     ? streams.createAdapter(pub, { streamName: cfg.key, channelPrefix: cfg.key,
-                                   sessionKeyPrefix: cfg.key + ":session:" })
+                                   sessionKeyPrefix: cfg.key + ":session:",
+                                   streamCount: cfg.streamCount || 1, onlyPlaintext: !!cfg.onlyPlaintext,
+                                   useShardedPubSub: !!cfg.useShardedPubSub })
     : cfg.sharded
     ? createShardedAdapter(pub, sub, { channelPrefix: cfg.key, subscriptionMode: cfg.subscriptionMode || "dynamic" })
     : createAdapter(pub, sub, opts);

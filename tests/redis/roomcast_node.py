@@ -58,6 +58,8 @@ class Node:
             self.factory = RedisStreamsAdapter.factory(
                 redis, stream_name=cfg["key"], channel_prefix=cfg["key"],
                 session_key_prefix=cfg["key"] + ":session:",
+                stream_count=cfg.get("streamCount", 1), only_plaintext=cfg.get("onlyPlaintext", False),
+                use_sharded_pubsub=cfg.get("useShardedPubSub", False),
                 requests_timeout=cfg.get("requestsTimeout", 2.0),
                 allow_intersections=cfg.get("allowIntersections", False))
         else:
