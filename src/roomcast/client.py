@@ -33,15 +33,18 @@ class Client:
         self.nsps: dict[str, "Socket"] = {}      # by namespace name
         self._connecting: set[str] = set()       # CONNECTs still in middlewares
         self._closed = False
+        self._failed = False   # a protocol violation: the close is on its way, input is ignored
         conn.on("message", self._on_data)
         conn.on("close", self._on_close)
         self._connect_timer = gevent.get_hub().loop.timer(server.connect_timeout)
         self._connect_timer.start(self._on_connect_timeout)
 
     # -- incoming ---------------------------------------------------------------
+    # Called where the data was read: for WebSocket that is an event-loop callback, so
+    # these only decode and route; user code and closing go to the server's dispatcher.
 
     def _on_data(self, data: str | bytes) -> None:
-        if self._closed:
+        if self._closed or self._failed:
             return
         try:
             if isinstance(data, str):
@@ -50,12 +53,16 @@ class Client:
                 packet = self.decoder.feed_binary(data)
         except ParseError as exc:
             log.debug("client %s: parse error: %s", self.id, exc)
-            for socket in list(self.sockets.values()):
-                socket._on_error(exc)
-            self._force_close("parse error")
+            self._failed = True
+            self.server._spawn(self._on_parse_error, exc)
             return
         if packet is not None:
             self._on_decoded(packet)
+
+    def _on_parse_error(self, exc: ParseError) -> None:
+        for socket in list(self.sockets.values()):
+            socket._on_error(exc)
+        self._force_close("parse error")
 
     def _on_decoded(self, packet) -> None:
         nsp = packet.nsp
@@ -70,7 +77,8 @@ class Client:
             socket._on_packet(packet)
             return
         log.debug("client %s: invalid state (packet type %s for %r)", self.id, packet.type, nsp)
-        self._force_close("forced server close")
+        self._failed = True
+        self.server._spawn(self._force_close, "forced server close")
 
     def _connect(self, name: str, auth: dict) -> None:
         try:

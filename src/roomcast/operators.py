@@ -14,6 +14,7 @@ import gevent
 from gevent.event import AsyncResult
 
 from roomcast.adapter import BroadcastFlags, BroadcastOptions
+from roomcast.dispatch import describe
 from roomcast.errors import timeout_error
 from roomcast.sio_packet import EVENT, RESERVED_EVENTS
 
@@ -48,7 +49,7 @@ def call_safely(fn: Callable, *args: Any) -> None:
     try:
         fn(*args)
     except Exception:  # user callbacks are logged, never propagated into the server
-        log.exception("error in callback %r", fn)
+        log.exception("error in callback %s", describe(fn))
 
 
 class _AckCollector:

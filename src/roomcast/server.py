@@ -6,10 +6,11 @@ import re
 import weakref
 from typing import Any, Callable, Iterable, overload
 
-import gevent
+from gevent import get_hub, getcurrent
 
-from roomcast import _speedups, metrics
+from roomcast import _speedups
 from roomcast.adapter import Handler, InMemoryAdapter
+from roomcast.dispatch import Dispatcher, run_logged
 from roomcast.engine import EngineServer, EngineSocket
 from roomcast.engine.sendbuffer import DEFAULT_MAX_SEND_BUFFER
 from roomcast.namespace import Namespace, ParentNamespace
@@ -30,15 +31,6 @@ def live_servers() -> list["Server"]:
 #: parser="default": socket.io-parser (JSON text + binary attachments);
 #: parser="msgpack": socket.io-msgpack-parser 3.x (one msgpack binary message a packet)
 PARSERS = ("default", "msgpack")
-
-
-def _run_logged(fn: Callable, *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception:   # a handler's bug is logged and never kills the connection
-        if metrics.active is not None:
-            metrics.active.handler_errors += 1
-        log.exception("error in handler %r", fn)
 
 
 class Server:
@@ -75,6 +67,9 @@ class Server:
         self.max_attachments = max_attachments
         self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
         self.async_handlers = async_handlers
+        # user code runs in the dispatcher's workers, never in the event loop's reads;
+        # async_handlers=False: one socket's handlers one at a time (python-socketio's option)
+        self._dispatcher = Dispatcher(serial=not async_handlers)
         self._adapter_class = adapter
         self.engine = EngineServer(
             path=path, ping_interval=ping_interval, ping_timeout=ping_timeout,
@@ -126,13 +121,14 @@ class Server:
 
         Client(self, conn)
 
-    def _spawn(self, fn: Callable, *args: Any) -> None:
-        """Run user code: in its own greenlet (async_handlers) so that it may block."""
-        if self.async_handlers:
-            # a raw greenlet: no Greenlet object or spawning stack to build per event
-            gevent.spawn_raw(_run_logged, fn, *args)
+    def _spawn(self, fn: Callable, *args: Any, key: Any = None) -> None:
+        """Run user code off the event loop, after what came before it (roomcast.dispatch).
+        async_handlers=False: in the calling greenlet when that is not the event loop
+        (a polling request, a test client), else never beside another item of ``key``."""
+        if not self.async_handlers and getcurrent() is not get_hub():
+            run_logged(fn, *args)
         else:
-            _run_logged(fn, *args)
+            self._dispatcher.submit(key, fn, *args)
 
     # -- namespaces -------------------------------------------------------------
 

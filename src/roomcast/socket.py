@@ -14,6 +14,7 @@ from gevent.event import AsyncResult
 
 from roomcast import metrics
 from roomcast.adapter import BroadcastFlags, BroadcastOptions, EventEmitter, _socket_rooms
+from roomcast.dispatch import describe
 from roomcast.engine.uncompressed import with_compress
 from roomcast.errors import DisconnectedError, timeout_error
 from roomcast.operators import BroadcastOperator, ack_value, call_safely, check_event
@@ -215,6 +216,7 @@ class Socket(_Emitting, EventEmitter):
         self._any_outgoing: list[Callable] = []
         self._early: list | None = []      # events that came before `connection` returned
         self._waiters: set[AsyncResult] = set()
+        self._left: str | None = None      # the client's DISCONNECT arrived, its close is queued
 
     def _target(self) -> "Socket":
         return self
@@ -388,7 +390,8 @@ class Socket(_Emitting, EventEmitter):
 
         return ack
 
-    # -- receiving (called by the Client, in the reading greenlet) ----------------
+    # -- receiving (called by the Client where the data was read: for WebSocket, an
+    # event-loop callback, so nothing here blocks or runs user code directly) ------
 
     def _on_packet(self, packet) -> None:
         if self._state != CONNECTED:
@@ -403,13 +406,16 @@ class Socket(_Emitting, EventEmitter):
             if self._early is not None:
                 self._early.append(args)
             else:
-                self.server._spawn(self._dispatch, args)
+                self.server._spawn(self._dispatch, args, key=self)
         elif ptype == ACK or ptype == BINARY_ACK:
             callback = self._acks.pop(packet.id, None)
             if callback is not None:
                 self.server._spawn(callback, *packet.data)
         elif ptype == DISCONNECT:
-            self._on_close("client namespace disconnect")
+            # after the events that came before it (they run: Node handles them too); the
+            # reason holds even if the connection closes before the queued close runs
+            self._left = "client namespace disconnect"
+            self.server._spawn(self._on_close, self._left, key=self)
 
     def _dispatch(self, args: list) -> None:
         if self._state != CONNECTED:
@@ -434,7 +440,8 @@ class Socket(_Emitting, EventEmitter):
             except Exception:  # logged; the connection lives on
                 if metrics.active is not None:
                     metrics.active.handler_errors += 1
-                log.exception("error in handler for event %r of socket %s", args[0], self.id)
+                log.exception("error in handler %s for event %r of socket %s",
+                              describe(handler), args[0], self.id)
 
     def _on_error(self, err: Any) -> None:
         if self._listeners.get("error"):
@@ -468,7 +475,7 @@ class Socket(_Emitting, EventEmitter):
         """The `connection` handlers returned: dispatch what arrived meanwhile."""
         early, self._early = self._early, None
         for args in early or ():
-            self.server._spawn(self._dispatch, args)
+            self.server._spawn(self._dispatch, args, key=self)
 
     def disconnect(self, close: bool = False) -> "Socket":
         """Leave this namespace (DISCONNECT packet), or close the whole connection."""
@@ -486,6 +493,7 @@ class Socket(_Emitting, EventEmitter):
             if self._state == PENDING:
                 self._state = CLOSED
             return
+        reason = self._left or reason
         if metrics.active is not None:
             metrics.active.disconnect(reason)
         # rooms are still readable in `disconnecting`

@@ -26,6 +26,8 @@ from typing import Any, Callable, Iterable
 import gevent
 import gevent.event
 
+from roomcast.dispatch import describe
+
 from . import exceptions
 from ._calls import call_flexibly
 from .namespace import Namespace
@@ -366,7 +368,16 @@ class Server:
         socket = client.socket
         self.logger.info('received event "%s" from %s [%s]', event, socket.id,
                          socket.nsp.name)
-        result = self._trigger_event(event, socket.nsp.name, socket.id, *args)
+        try:
+            result = self._trigger_event(event, socket.nsp.name, socket.id, *args)
+        except Exception:   # logged with the app's function, as python-socketio's task runner does
+            handler = self._get_event_handler(event, socket.nsp.name, ())[0]
+            if handler is None:
+                namespace = self._get_namespace_handler(socket.nsp.name, ())[0]
+                handler = getattr(namespace, "on_" + event, namespace)
+            self.logger.exception('error in handler %s for event "%s" of %s [%s]',
+                                  describe(handler), event, socket.id, socket.nsp.name)
+            return
         if ack is not None and result is not self.not_handled:
             ack(*_as_args(result))
 
