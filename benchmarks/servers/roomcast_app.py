@@ -1,6 +1,6 @@
 """The benchmark app on roomcast's native API (ARCHITECTURE.md section 8), served
-by gevent.pywsgi with gevent-websocket's WebSocketHandler. The app is written down
-in benchmarks/README.md.
+as io.run() serves it: gevent.pywsgi with roomcast's WebSocketHandler
+(roomcast.wsgi.make_server). The app is written down in benchmarks/README.md.
 
 usage: python roomcast_app.py PORT
 ROOMCAST_NO_EXTENSIONS=1 selects the pure-Python twin at import time;
@@ -13,10 +13,8 @@ monkey.patch_all()
 
 import sys  # noqa: E402
 
-from gevent import pywsgi  # noqa: E402
-from geventwebsocket.handler import WebSocketHandler  # noqa: E402
-
 import roomcast  # noqa: E402
+from roomcast.wsgi import make_server  # noqa: E402
 
 PAD = "x" * 24
 ATTACHMENT = bytes(range(64))
@@ -86,6 +84,4 @@ def on_connection(socket):
 
 if __name__ == "__main__":
     print(f"roomcast compiled core: {roomcast.USING_EXTENSIONS}", file=sys.stderr, flush=True)
-    app = roomcast.WSGIApp(io)
-    pywsgi.WSGIServer(("127.0.0.1", int(sys.argv[1])), app, handler_class=WebSocketHandler,
-                      log=None, backlog=1024).serve_forever()
+    make_server(io, "127.0.0.1", int(sys.argv[1]), backlog=1024).serve_forever()

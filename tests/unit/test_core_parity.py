@@ -300,6 +300,7 @@ def compare_fanouts(kinds, picks, sizes, volatile, as_list):
             for packet, vol in zip(packets, volatile):
                 selection = sorted(set(picks)) if as_list else rooms_module.Selection(picks)
                 counts.append(fanout_module.fanout(selection, table, packet, vol))
+            counts.append(table.flush())   # what the pass held back (coalesced writes)
             busy = [table.is_busy(s) if kinds[s] != "free" else None for s in range(len(kinds))]
             outcomes.append((counts, calls, received(clients), busy, len(table)))
     finally:

@@ -224,3 +224,76 @@ def test_packet_ws_must_be_bytes():
 
     with pytest.raises(TypeError, match="packet.ws must be bytes"):
         _speedups.fanout([], _speedups.ConnTable(), NotAPacket())
+
+
+# -- coalescing: what one loop pass writes to a connection leaves in one send() ----------
+
+def test_a_second_write_in_one_pass_waits_for_flush(sockets):
+    table, calls, hooks = _speedups.ConnTable(), [], []
+    table.set_flush_hook(lambda: hooks.append("flush me"))
+    conn = Recorder(table, calls, "c")
+    server, client = sockets()
+    table.set_fd(conn.slot, server.fileno())
+    assert table.send(conn.slot, b"one") is True
+    assert drain(client) == b"one"                # the first write of a pass goes out at once
+    table.send(conn.slot, b"two")
+    table.send(conn.slot, b"three")
+    assert drain(client) == b""                   # held back...
+    assert hooks == ["flush me"]                  # ...and the owner told once
+    assert table.flush() == 1
+    assert drain(client) == b"twothree"
+    # a slot had two writes held back: the next pass holds from its first write
+    table.send(conn.slot, b"four")
+    assert drain(client) == b"" and len(hooks) == 2
+    assert table.flush() == 1 and drain(client) == b"four"
+    # that pass had one write per slot: back to direct writes
+    table.send(conn.slot, b"five")
+    assert drain(client) == b"five"
+    assert calls == [] and len(hooks) == 2
+
+
+def test_broadcasts_in_one_pass_are_coalesced_per_connection(sockets):
+    table, calls = _speedups.ConnTable(), []
+    peers = []
+    for i in range(3):
+        conn = Recorder(table, calls, f"c{i}")
+        server, client = sockets()
+        table.set_fd(conn.slot, server.fileno())
+        peers.append(client)
+    packets = [_speedups.encode_packet(EVENT, "/", ["n", i]) for i in range(4)]
+    for packet in packets:
+        assert _speedups.fanout(_speedups.Selection([0, 1, 2]), table, packet) == 3
+    assert [drain(p) for p in peers] == [packets[0].ws] * 3
+    assert table.flush() == 3                     # one send per connection for the other three
+    assert [drain(p) for p in peers] == [b"".join(p.ws for p in packets[1:])] * 3
+    assert calls == []
+
+
+def test_held_bytes_are_never_lost_or_reordered(sockets):
+    table, calls = _speedups.ConnTable(), []
+    conn = Recorder(table, calls, "c")
+    server, client = sockets()
+    table.set_fd(conn.slot, server.fileno())
+    table.send(conn.slot, b"a")
+    table.send(conn.slot, b"b")
+    assert table.take_held(conn.slot) == b"b" and table.take_held(conn.slot) is None
+    table.send(conn.slot, b"c")
+    table.set_fd(conn.slot, -1)                   # e.g. closing: held bytes take the queued path
+    assert calls == [("c", "push_raw", b"c")]
+    assert table.send(conn.slot, b"d") is False   # busy (and no fd): the caller queues
+    assert table.flush() == 0
+    assert drain(client) == b"a"
+
+
+def test_a_slot_holding_too_much_sends_at_once(sockets):
+    table, calls = _speedups.ConnTable(), []
+    conn = Recorder(table, calls, "c")
+    server, client = sockets()
+    table.set_fd(conn.slot, server.fileno())
+    table.send(conn.slot, b"x")
+    for _ in range(5):
+        table.send(conn.slot, b"y" * 20_000)      # 64 KiB is the most a slot holds back
+    got = drain(client)
+    assert got.startswith(b"x" + b"y" * 60_000)
+    table.flush()
+    assert got + drain(client) == b"x" + b"y" * 100_000

@@ -10,6 +10,7 @@ import logging
 import socket as stdsocket
 from typing import Any, Callable, Iterable
 
+from gevent import get_hub
 from gevent.event import Event
 
 from roomcast import _speedups
@@ -19,13 +20,41 @@ from roomcast.engine.cors import CorsOptions
 from roomcast.engine.memory import Trimmer
 from roomcast.engine.sendbuffer import DEFAULT_MAX_SEND_BUFFER
 from roomcast.engine.socket import EngineSocket
-from roomcast.engine.tcp import request_socket, set_nodelay
+from roomcast.engine.tcp import request_socket, set_nodelay, take_over
 from roomcast.worker_ids import tagged_id
 from roomcast.ws_frames import close_frame
 
 log = logging.getLogger("roomcast.engine")
 
 TRANSPORTS = ("polling", "websocket")
+# per-request I/O objects a session must not keep alive (the request's reader holds an
+# 8 KiB buffer and its socket): a session's environ is a copy without them
+_REQUEST_IO = ("wsgi.input", "wsgi.websocket", "gunicorn.socket", "gunicorn.sock")
+
+
+class _NoBody:
+    """The wsgi.input of a session's environ: its request body is long gone."""
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    readline = read
+
+    def readlines(self, hint: int = -1) -> list:
+        return []
+
+    def __iter__(self):
+        return iter(())
+
+
+_NO_BODY = _NoBody()
+
+
+def session_environ(environ: dict) -> dict:
+    """A copy of the first request's environ, for the whole session."""
+    kept = {key: value for key, value in environ.items() if key not in _REQUEST_IO}
+    kept["wsgi.input"] = _NO_BODY
+    return kept
 
 
 _sid_tag = ""
@@ -84,6 +113,8 @@ class EngineServer:
         self.closing = False
         self._all_closed = Event()
         self._trimmer = Trimmer()   # closed connections' heap pages go back to the OS
+        # writes held back during a loop pass go out before the loop waits (coalescing)
+        self.table.set_flush_hook(self._schedule_flush)
         self._handlers: dict[str, list[Callable]] = {}
         # control packets, encoded once
         self.ping_packet = _speedups.encode_eio(PING)
@@ -98,6 +129,9 @@ class EngineServer:
         if isinstance(cookie, dict):
             base.update({k.lower(): v for k, v in cookie.items()})
         return base
+
+    def _schedule_flush(self) -> None:
+        get_hub().loop.run_callback(self.table.flush)
 
     # ------------------------------------------------------------------ events
     def on(self, event: str, handler: Callable | None = None):
@@ -266,7 +300,7 @@ class EngineServer:
     # ------------------------------------------------------------------ handshakes
     def _new_session(self, environ: dict, transport: str) -> EngineSocket:
         sid = generate_id()
-        conn = EngineSocket(self, sid, environ, transport)
+        conn = EngineSocket(self, sid, session_environ(environ), transport)
         upgrades = (["websocket"] if transport == "polling" and self.allow_upgrades
                     and "websocket" in self.transports else [])
         open_packet = json.dumps({
@@ -317,7 +351,6 @@ class EngineServer:
         try:
             if sid is None:
                 conn = self._new_session(environ, "websocket")
-                conn.run_websocket(sock, rfile, probing=False)
             else:
                 conn = self.clients[sid]
                 if (not self.allow_upgrades or conn.transport != "polling" or conn.upgrading
@@ -326,9 +359,14 @@ class EngineServer:
                     # own transport (or the upgrade in progress) is untouched.
                     self._drop_websocket(ws)
                     return []
-                conn.run_websocket(sock, rfile, probing=True)
+            taken = take_over(sock, rfile)
+            if taken is not None:
+                # plain TCP: the event loop serves it from now on; this greenlet ends
+                conn.start_websocket(taken[0], taken[1], probing=sid is not None)
+            else:
+                conn.run_websocket(sock, rfile, probing=sid is not None)
         finally:
-            ws.closed = True   # we sent our own close frame; gevent-websocket must not add one
+            ws.closed = True   # we send our own close frame; gevent-websocket must not add one
         return []
 
     def websocket_refusal(self, environ: dict) -> str | None:

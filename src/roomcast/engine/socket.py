@@ -2,22 +2,31 @@
 
 Rules that everything here keeps:
 - A session is reached through one transport at a time. Outgoing packets go
-  to ``_queue``; for long-polling the pending GET takes the whole queue, for
-  WebSocket one writer greenlet writes everything queued in one ``sendall``.
-- While a WebSocket session has nothing queued (not *busy*), a packet is
-  written straight to the socket with a non-blocking write; only what the
-  kernel does not take goes to the queue. The ConnTable mirrors the busy flag
-  and the fd so that the compiled fan-out makes the same choice.
+  to ``_queue``; for long-polling the pending GET takes the whole queue.
+- A plain TCP WebSocket is served by the event loop itself (``start_websocket``):
+  the WSGI server's request greenlet ends after the upgrade, a libev watcher
+  reads the socket when data arrives and feeds the frame parser, and "message"
+  and "packet" listeners run right there, in the loop: they must not block
+  (the Socket.IO layer hands user code to its dispatcher). TLS WebSockets keep
+  their request greenlet as reader (``run_websocket``).
+- While a WebSocket session has nothing queued (not *busy*), a packet goes to
+  the ConnTable, which writes it at once or holds it back until the end of the
+  loop pass (coalescing, see roomcast._fanout_py); only what the kernel does
+  not take goes to the queue, which a write watcher (plain TCP) or a writer
+  greenlet (TLS) sends when the socket is writable. The ConnTable mirrors the
+  busy flag and the fd so that the compiled fan-out makes the same choice.
 - ``push``/``push_raw`` only queue and wake: the fan-out calls them in the
   middle of a loop, so they never close a session or run user code.
-- Close handlers run synchronously and must release the session's slot
-  memberships before they yield; the slot is freed right after them.
+- Closing from the event loop is deferred to a greenlet (``_close_soon``):
+  close handlers are user code. They run synchronously there and must release
+  the session's slot memberships before they yield; the slot is freed right
+  after them. The engine owns a plain WebSocket's socket and closes it when
+  the session ends, before the close handlers run.
 """
 from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import socket as stdsocket
 import sys
 import termios
@@ -25,6 +34,7 @@ import time
 from typing import Any, Callable
 
 import gevent
+from gevent import get_hub, getcurrent
 from gevent.event import Event
 
 from roomcast import _speedups
@@ -41,6 +51,7 @@ UPGRADE_CHECK_INTERVAL = 0.1   # noop to the pending GET while upgrading, as Nod
 CLOSE_SETTLE_TIMEOUT = 0.05     # at most this long a client's close waits for its GET
 POLLING_CLOSE_TIMEOUT = 30.0   # how long a closing polling session waits for its last GET
 READ_SIZE = 65536
+_READ, _WRITE = 1, 2   # libev io watcher events
 
 
 def _unread_bytes(sock) -> int:
@@ -49,19 +60,47 @@ def _unread_bytes(sock) -> int:
     count = pending() if pending is not None else 0
     try:
         buf = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
-    except OSError:
+    except (OSError, ValueError):   # ValueError: closed (fileno -1)
         return count
     return count + int.from_bytes(buf, sys.byteorder)
 
 
-def _write_nonblocking(fd: int, data) -> int:
-    """Write what the kernel takes now; errors are left for the writer to meet."""
-    try:
-        return os.write(fd, data)
-    except (BlockingIOError, InterruptedError):
-        return 0
-    except OSError:
-        return 0
+
+class _Reader:
+    """The reading side of one WebSocket connection: its socket, its frame parser and,
+    for a plain TCP socket served by the event loop, the watcher that reads it."""
+
+    __slots__ = ("sock", "parser", "watcher")
+
+    def __init__(self, sock, max_message_size: int) -> None:
+        self.sock = sock
+        self.parser = FrameParser(max_message_size)
+        self.watcher = None   # None: TLS, read by the request greenlet
+
+    def send_now(self, data: bytes) -> None:
+        """Best effort, for the few control frames written outside the queue."""
+        try:
+            if self.watcher is not None:
+                self.sock.send(data)   # non-blocking: a full buffer drops it
+            else:
+                self.sock.sendall(data)
+        except OSError:
+            pass
+
+    def shutdown(self) -> None:
+        try:
+            self.sock.shutdown(stdsocket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def release(self) -> None:
+        """Stop reading; a socket the engine owns (plain TCP) is closed. Idempotent."""
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None:
+            watcher.stop()
+            watcher.close()
+            self.shutdown()
+            self.sock.close()
 
 
 class EngineSocket:
@@ -85,12 +124,15 @@ class EngineSocket:
         self._table = server.table
         self.slot: int = self._table.add(self)
         # WebSocket transport
+        self._ws: _Reader | None = None   # the active WebSocket connection
         self._sock = None
-        self._fd = -1
+        self._fd = -1                     # >= 0: plain TCP, served by the event loop
         self._ws_active = False
         self._busy = False
-        self._writer: gevent.Greenlet | None = None
+        self._writer: gevent.Greenlet | None = None   # TLS
+        self._write_watcher = None                    # plain TCP
         self._close_when_flushed = False
+        self._close_pending = False       # _close_soon() deferred a close: ignore input
         # long-polling transport
         self._poll_waiter: Event | None = None
         self._posting = False
@@ -102,7 +144,8 @@ class EngineSocket:
         self._timeout_timer = None
         self._pong_deadline: float | None = None   # monotonic time the pong is due by
         self._upgrade_timer = None
-        self._probe_sock = None
+        self._upgrade_check = None
+        self._probe: _Reader | None = None
         self._probe_reading = False   # the probe reader is handling a chunk
         self._settlers: list[Event] = []   # polling requests waiting for it (settle_upgrade)
 
@@ -153,16 +196,11 @@ class EngineSocket:
                 if not volatile:   # a busy connection drops volatile packets first
                     self._enqueue(packet, len(packet.ws))
                 return
-            data = packet.ws
-            if self._fd >= 0:
-                n = _write_nonblocking(self._fd, data)
-                if n == len(data):
-                    return
-                self._start_writer()
-                self._enqueue(data[n:], len(data) - n)
-            else:
-                self._start_writer()
-                self._enqueue(packet, len(data))
+            # sent now, held back for the end of the loop pass, or given to push_raw()
+            if self._fd >= 0 and self._table.send(self.slot, packet.ws):
+                return
+            self._start_writer()
+            self._enqueue(packet, len(packet.ws))
         else:
             if volatile and self._poll_waiter is None:
                 return  # Node drops a volatile packet when the transport is not writable
@@ -206,7 +244,17 @@ class EngineSocket:
             self._table.set_busy(self.slot, True)
             self._sent.busy_from_now()
             self._arm_stall_timer(self.server.ping_interval + self.server.ping_timeout)
-        if self._writer is None:
+            held = self._table.take_held(self.slot)   # older than anything queued
+            if held:
+                self._queue.insert(0, held)
+                self._sent.add(len(held))
+        if self._ws is None or self.ready_state == "closed":
+            return   # attached later; or nothing will be written any more
+        if self._fd >= 0:
+            if self._write_watcher is None:
+                watcher = self._write_watcher = get_hub().loop.io(self._fd, _WRITE)
+                watcher.start(self._on_writable)
+        elif self._writer is None:
             self._writer = gevent.spawn(self._write_loop)
 
     def _arm_stall_timer(self, seconds: float) -> None:
@@ -227,7 +275,39 @@ class EngineSocket:
         else:
             self._arm_stall_timer(limit - stalled)
 
+    @staticmethod
+    def _joined(items: list) -> bytes:
+        return b"".join([item if isinstance(item, (bytes, bytearray, memoryview)) else item.ws
+                         for item in items])
+
+    def _on_writable(self) -> None:
+        """Plain TCP, in the event loop: write what the queue holds, as far as it goes."""
+        data = self._joined(self._queue)
+        self._queue = []
+        try:
+            n = self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            self._stop_write_watcher()
+            self._sent.clear()
+            self._close_soon("transport error", exc)
+            return
+        self._sent.written(n)
+        if n < len(data):
+            self._queue.append(data[n:])   # the watcher calls again when there is room
+            return
+        self._stop_write_watcher()
+        self._writer_done()
+
+    def _stop_write_watcher(self) -> None:
+        watcher, self._write_watcher = self._write_watcher, None
+        if watcher is not None:
+            watcher.stop()
+            watcher.close()
+
     def _write_loop(self) -> None:
+        """TLS: the writer greenlet."""
         sock = self._sock
         try:
             while self._queue:
@@ -247,13 +327,16 @@ class EngineSocket:
             self._on_close("transport error", exc)
             return
         self._writer = None
+        self._writer_done()
+
+    def _writer_done(self) -> None:
         if self.ready_state == "closed":
             return
         self._busy = False
         self._table.set_busy(self.slot, False)
         if self._close_when_flushed:
             self._close_websocket(1000)
-            self._on_close(self._closing_reason)
+            self._close_soon(self._closing_reason)
 
     # ------------------------------------------------------------------ heartbeat
     @staticmethod
@@ -301,7 +384,7 @@ class EngineSocket:
 
     # ------------------------------------------------------------------ incoming
     def _on_packet(self, ptype: int, data) -> None:
-        if self.ready_state != "open":
+        if self.ready_state != "open" or self._close_pending:
             return
         if self._handlers.get("packet"):
             self._emit("packet", ptype, data)
@@ -312,12 +395,12 @@ class EngineSocket:
         elif ptype == PING:
             self._on_error("transport error", "invalid heartbeat direction")
         elif ptype == CLOSE:
-            self._on_close("transport close")
+            self._close_soon("transport close")
         # upgrade and noop packets on the active transport are ignored, as in Node
 
     def _on_error(self, reason: str, description: Any = None) -> None:
         log.debug("session %s: %s (%s)", self.id, reason, description)
-        self._on_close(reason, description)
+        self._close_soon(reason, description)
 
     # ------------------------------------------------------------------ long-polling
     def queued(self) -> tuple[int, int]:
@@ -389,69 +472,123 @@ class EngineSocket:
         return True
 
     # ------------------------------------------------------------------ WebSocket
-    def _attach_websocket(self, sock) -> None:
-        self._sock = sock
+    def _attach_websocket(self, reader: _Reader) -> None:
+        self._ws = reader
+        self._sock = reader.sock
         self._ws_active = True
         self.transport = "websocket"
         fd = -1
-        if not hasattr(sock, "cipher"):  # TLS sockets take the buffered path
-            try:
-                fd = sock.fileno()
-            except OSError:
-                fd = -1
+        if reader.watcher is not None:   # TLS sockets take the queued path
+            fd = reader.sock.fileno()
         self._fd = fd
         self._table.set_fd(self.slot, fd)
         self._sent.clear()   # polling records were counted; the frames count from now
         self._sent.add(sum(len(item if isinstance(item, bytes) else item.ws) for item in self._queue))
         if self._queue:
             self._start_writer()
+            if self._write_watcher is not None:
+                self._on_writable()   # the socket is fresh: no need to wait for the loop
 
-    def run_websocket(self, sock, rfile, probing: bool) -> None:
-        """Read frames until the connection ends; runs in the request's greenlet.
+    def _open_websocket(self, sock, probing: bool) -> _Reader:
+        reader = _Reader(sock, self.server.max_http_buffer_size)
+        if probing:
+            self.upgrading = True
+            self._probe = reader
+            self._upgrade_timer = get_hub().loop.timer(self.server.upgrade_timeout)
+            self._upgrade_timer.start(self._upgrade_timed_out, reader)
+        return reader
 
+    def start_websocket(self, sock, early: bytes, probing: bool) -> None:
+        """Serve a plain TCP WebSocket from the event loop; the caller's greenlet may end.
+
+        ``sock`` is a non-blocking socket the engine now owns (it closes it), ``early``
+        the bytes the HTTP server had already read past the upgrade request.
         ``probing`` is True for an upgrade of a polling session: the socket
         becomes the session's transport only once the client sends "5".
         """
-        parser = FrameParser(self.server.max_http_buffer_size)
-        if probing:
-            self.upgrading = True
-            self._probe_sock = sock
-            self._upgrade_timer = gevent.get_hub().loop.timer(self.server.upgrade_timeout)
-            self._upgrade_timer.start(self._upgrade_timed_out, sock)
-        else:
-            self._attach_websocket(sock)
+        reader = self._open_websocket(sock, probing)
+        reader.watcher = get_hub().loop.io(sock.fileno(), _READ)
+        if not probing:
+            self._attach_websocket(reader)
+        if early and not self._on_chunk(reader, early):
+            return
+        if reader.watcher is not None:
+            reader.watcher.start(self._on_readable, reader)
+
+    def run_websocket(self, sock, rfile, probing: bool) -> None:
+        """Read a TLS WebSocket until the connection ends; runs in the request's greenlet
+        (``probing`` as in start_websocket)."""
+        reader = self._open_websocket(sock, probing)
+        if not probing:
+            self._attach_websocket(reader)
+        while True:
+            try:
+                chunk = rfile.read1(READ_SIZE)
+            except OSError as exc:
+                self._reading_ended(reader, "transport error", exc)
+                return
+            if not chunk:
+                self._reading_ended(reader, "transport close")
+                return
+            if not self._on_chunk(reader, chunk):
+                return
+
+    def _on_readable(self, reader: _Reader) -> None:
+        """In the event loop: the socket has data (or its end)."""
         try:
-            while True:
-                try:
-                    chunk = rfile.read1(READ_SIZE)
-                except OSError as exc:
-                    if self._ws_active and self._sock is sock:
-                        self._on_close("transport error", exc)
-                    return
-                if not chunk:
-                    if self._ws_active and self._sock is sock:
-                        self._on_close("transport close")
-                    return
-                if probing:
-                    self._probe_reading = True   # see settle_upgrade()
-                try:
-                    try:
-                        messages = parser.feed(chunk)
-                    except WSProtocolError as exc:
-                        self._ws_fail(sock, exc.code, str(exc))
-                        return
-                    for opcode, payload in messages:
-                        if not self._on_ws_message(sock, opcode, payload):
-                            return
-                finally:
-                    if probing:
-                        self._probe_reading = False
-                        probing = self._probe_sock is sock
-                        self._wake_settlers()
+            chunk = reader.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._reading_ended(reader, "transport error", exc)
+            return
+        if not chunk:
+            self._reading_ended(reader, "transport close")
+            return
+        self._on_chunk(reader, chunk)
+
+    def _on_chunk(self, reader: _Reader, chunk: bytes) -> bool:
+        """Feed bytes to the frame parser and handle the messages; False when this
+        connection is done with (its socket is then released or being closed)."""
+        probing = reader is self._probe
+        if probing:
+            self._probe_reading = True   # see settle_upgrade()
+        try:
+            try:
+                messages = reader.parser.feed(chunk)
+            except WSProtocolError as exc:
+                self._ws_fail(reader, exc.code, str(exc))
+                return False
+            for opcode, payload in messages:
+                if not self._on_ws_message(reader, opcode, payload):
+                    self._stop_reading(reader)
+                    return False
+            return True
         finally:
-            if self._upgrade_timer is not None and self.upgrading and not self._ws_active:
+            if probing:
+                self._probe_reading = False
+                self._wake_settlers()
+
+    def _stop_reading(self, reader: _Reader) -> None:
+        if reader is self._ws and self.ready_state != "closed":
+            if reader.watcher is not None:
+                reader.watcher.stop()   # the socket is released when the session closes
+            return
+        if reader is self._probe:
+            self._cancel_upgrade()   # e.g. the client closed its probe WebSocket
+        reader.release()
+        self._wake_settlers()
+
+    def _reading_ended(self, reader: _Reader, reason: str, description: Any = None) -> None:
+        """The peer closed the connection or it failed."""
+        if reader is self._ws:
+            self._stop_reading(reader)
+            self._close_soon(reason, description)
+        else:
+            if reader is self._probe:
                 self._cancel_upgrade()
-            self._wake_settlers()
+            reader.release()
+        self._wake_settlers()
 
     def settle_upgrade(self) -> None:
         """Before a polling request of an upgrading session is looked at, let the
@@ -461,10 +598,10 @@ class EngineSocket:
         polling request; gevent may wake the polling request first, and that
         request must see the session as Node, reading in arrival order, does.
         """
-        sock = self._probe_sock
+        probe = self._probe
         deadline = time.monotonic() + self.server.upgrade_timeout
-        while (self.upgrading and sock is not None and self._probe_sock is sock
-               and (self._probe_reading or _unread_bytes(sock))):
+        while (self.upgrading and probe is not None and self._probe is probe
+               and (self._probe_reading or _unread_bytes(probe.sock))):
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -477,45 +614,44 @@ class EngineSocket:
         for settled in settlers:
             settled.set()
 
-    def _ws_fail(self, sock, code: int, reason: str) -> None:
+    def _ws_fail(self, reader: _Reader, code: int, reason: str) -> None:
         """A WebSocket-level error (e.g. a message over maxPayload): close this transport."""
-        self._send_close_frame(sock, code)
-        if self._ws_active and self._sock is sock:
-            self._on_close("transport error", reason)
+        self._send_close_frame(reader, code)
+        self._reading_ended(reader, "transport error", reason)
 
-    def _on_ws_message(self, sock, opcode: int, payload: bytes) -> bool:
-        """Handle one WebSocket message; False ends the reader."""
+    def _on_ws_message(self, reader: _Reader, opcode: int, payload: bytes) -> bool:
+        """Handle one WebSocket message; False ends the reading."""
         if opcode == WS_TEXT:
             try:
                 ptype, data = decode_text(payload.decode("utf-8"))
             except (EngineParseError, UnicodeDecodeError) as exc:
-                self._send_close_frame(sock, 1000)
-                if self._ws_active:
-                    self._on_close("parse error", str(exc))
+                self._send_close_frame(reader, 1000)
+                if reader is self._ws:
+                    self._close_soon("parse error", str(exc))
                 return False
         elif opcode == WS_BINARY:
             ptype, data = MESSAGE, payload
         elif opcode == WS_PING:
-            self._write_control(sock, _speedups.ws_frame(WS_PONG, payload))
+            self._write_control(reader, _speedups.ws_frame(WS_PONG, payload))
             return True
         elif opcode == WS_CLOSE:
-            self._send_close_frame(sock, 1000)
-            if self._ws_active and self._sock is sock:
-                self._on_close("transport close")
+            self._send_close_frame(reader, 1000)
+            if reader is self._ws:
+                self._close_soon("transport close")
             return False
         else:
             return True
-        if self._ws_active and self._sock is sock:
+        if reader is self._ws:
             self._on_packet(ptype, data)
-            return self.ready_state != "closed"
-        return self._on_probe_packet(sock, ptype, data)
+            return self.ready_state != "closed" and not self._close_pending
+        return self._on_probe_packet(reader, ptype, data)
 
-    def _on_probe_packet(self, sock, ptype: int, data) -> bool:
+    def _on_probe_packet(self, reader: _Reader, ptype: int, data) -> bool:
         if ptype == PING and data == "probe" and self.ready_state == "open":
-            sock.sendall(_speedups.encode_eio(PONG, "probe").ws)
+            reader.send_now(_speedups.encode_eio(PONG, "probe").ws)
             if self._handlers.get("upgrading"):
                 self._emit("upgrading")
-            timer = self._upgrade_check = gevent.get_hub().loop.timer(
+            timer = self._upgrade_check = get_hub().loop.timer(
                 UPGRADE_CHECK_INTERVAL, UPGRADE_CHECK_INTERVAL)
             timer.start(self._upgrade_check_tick)
             return True
@@ -523,15 +659,15 @@ class EngineSocket:
             self._stop_upgrade_timers()
             self.upgrading = False
             self.upgraded = True
-            self._probe_sock = None
-            self._attach_websocket(sock)
+            self._probe = None
+            self._attach_websocket(reader)
             if self._poll_waiter is not None:
                 self._poll_waiter.set()   # the pending GET returns a noop
             self._emit("upgrade")
             return True
         # anything else during the probe aborts the upgrade, not the session
         self._cancel_upgrade()
-        self._send_close_frame(sock, 1000)
+        self._send_close_frame(reader, 1000)
         return False
 
     def _upgrade_check_tick(self) -> None:
@@ -539,10 +675,10 @@ class EngineSocket:
             self._queue.append(self.server.noop_packet)
             self._poll_waiter.set()
 
-    def _upgrade_timed_out(self, sock) -> None:
+    def _upgrade_timed_out(self, reader: _Reader) -> None:
         if self.upgrading and not self._ws_active:
             self._cancel_upgrade()
-            gevent.spawn(self._send_close_frame, sock, 1000)
+            gevent.spawn(self._send_close_frame, reader, 1000)
 
     def _stop_upgrade_timers(self) -> None:
         for name in ("_upgrade_timer", "_upgrade_check"):
@@ -556,35 +692,27 @@ class EngineSocket:
         """Give up an upgrade: the session stays on polling, the probe socket goes."""
         self._stop_upgrade_timers()
         self.upgrading = False
-        probe, self._probe_sock = self._probe_sock, None
+        probe, self._probe = self._probe, None
         if probe is not None:
-            try:
-                probe.shutdown(stdsocket.SHUT_RDWR)
-            except OSError:
-                pass
+            probe.shutdown()   # its reader sees the end and releases it
 
-    def _write_control(self, sock, frame: bytes) -> None:
-        if self._ws_active and self._sock is sock:
+    def _write_control(self, reader: _Reader, frame: bytes) -> None:
+        if reader is self._ws:
             self.push_raw(frame)   # keep order with everything already queued
         else:
-            try:
-                sock.sendall(frame)
-            except OSError:
-                pass
+            reader.send_now(frame)
 
-    def _send_close_frame(self, sock, code: int) -> None:
-        try:
-            sock.sendall(close_frame(code, ""))
-        except OSError:
-            pass
-        try:
-            sock.shutdown(stdsocket.SHUT_RDWR)
-        except OSError:
-            pass
+    @staticmethod
+    def _send_close_frame(reader: _Reader, code: int) -> None:
+        reader.send_now(close_frame(code, ""))
+        reader.shutdown()
 
     def _close_websocket(self, code: int) -> None:
-        if self._sock is not None:
-            self._send_close_frame(self._sock, code)
+        if self._ws is not None:
+            held = self._table.take_held(self.slot)   # what the loop pass held back goes first
+            if held:
+                self._ws.send_now(held)
+            self._send_close_frame(self._ws, code)
 
     # ------------------------------------------------------------------ closing
     def close(self, reason: str = "forced close") -> None:
@@ -594,6 +722,10 @@ class EngineSocket:
         self.ready_state = "closing"
         self._closing_reason = reason
         if self._ws_active:
+            if not self._busy and self._fd >= 0:
+                held = self._table.take_held(self.slot)
+                if held:
+                    self.push_raw(held)   # written before the close frame
             if self._busy:
                 self._close_when_flushed = True
             else:
@@ -609,23 +741,30 @@ class EngineSocket:
             timer.start(lambda: gevent.spawn(self._on_close, reason))
 
     def abort(self, reason: str, description: Any = None) -> None:
-        """Close at once, dropping what is queued (a client that does not read):
-        the socket is shut down so that a writer blocked on it ends too."""
+        """Close at once, dropping what is queued (a client that does not read)."""
         if self.ready_state == "closed":
             return
         self._queue = []
-        # The writer must be gone before the socket can be closed under it (the
+        # A TLS writer must be gone before the socket can be closed under it (the
         # request's handler closes the raw socket once its reader returns).
         writer, self._writer = self._writer, None
         if writer is not None and writer is not gevent.getcurrent():
             writer.kill()
-        for sock in (self._sock, self._probe_sock):
-            if sock is not None:
-                try:
-                    sock.shutdown(stdsocket.SHUT_RDWR)
-                except OSError:
-                    pass
+        self._stop_write_watcher()
+        for reader in (self._ws, self._probe):
+            if reader is not None:
+                reader.shutdown()
         self._on_close(reason, description)
+
+    def _close_soon(self, reason: str, description: Any = None) -> None:
+        """Close the session; from the event loop (a read or write callback), in a
+        greenlet, because close handlers are user code."""
+        if getcurrent() is get_hub():
+            if not self._close_pending and self.ready_state != "closed":
+                self._close_pending = True
+                gevent.spawn(self._on_close, reason, description)
+        else:
+            self._on_close(reason, description)
 
     def _on_close(self, reason: str, description: Any = None) -> None:
         if self.ready_state == "closed":
@@ -638,15 +777,16 @@ class EngineSocket:
         self._cancel_upgrade()
         if self._poll_waiter is not None:
             self._poll_waiter.set()   # that GET answers with the close packet
-        if self._sock is not None and reason != "forced close":
-            try:
-                self._sock.shutdown(stdsocket.SHUT_RDWR)
-            except OSError:
-                pass
-        # The fd may be closed and reused while close handlers run (they may yield
-        # before the slot leaves its rooms): no direct write may reach it any more.
+        # The fd is closed (and may be reused) while close handlers run (they may
+        # yield before the slot leaves its rooms): no direct write may reach it any more.
         self._fd = -1
         self._table.set_fd(self.slot, -1)
+        self._stop_write_watcher()
+        ws = self._ws
+        if ws is not None:
+            if reason != "forced close":
+                ws.shutdown()
+            ws.release()
         try:
             self._emit("close", reason, description)
         finally:

@@ -1,4 +1,4 @@
-"""TCP_NODELAY on the sockets that carry Engine.IO traffic.
+"""The TCP sockets under Engine.IO: TCP_NODELAY, and taking a WebSocket's socket over.
 
 Every Engine.IO packet is written whole, so Nagle's algorithm only delays small
 writes (acks, pongs) until the peer's delayed ACK arrives, about 40 ms on Linux.
@@ -8,6 +8,7 @@ served by another gevent handler (gevent-websocket's, gunicorn's workers).
 """
 from __future__ import annotations
 
+import _socket
 import socket as stdsocket
 from typing import Any
 
@@ -36,3 +37,27 @@ def request_socket(environ: dict) -> Any:
         return getattr(getattr(ws, "handler", None), "socket", None)
     reader = getattr(environ.get("wsgi.input"), "rfile", None)   # pywsgi's Input
     return getattr(getattr(reader, "raw", None), "_sock", None)   # socket.SocketIO
+
+
+def take_over(sock: Any, rfile: Any, read_size: int = 65536) -> tuple[Any, bytes] | None:
+    """Take an upgraded connection away from its gevent WSGI server, so that its request
+    greenlet can end while the connection lives on in the event loop.
+
+    Returns a non-blocking socket the caller now owns (the server's socket object is
+    detached: the server's cleanup neither closes nor reads it) and the bytes the server
+    had already read past the request; None when ``sock`` cannot be taken over (TLS,
+    or not a gevent socket), and then nothing was changed.
+    """
+    if hasattr(sock, "cipher") or not hasattr(sock, "detach") or not hasattr(sock, "settimeout"):
+        return None
+    sock.settimeout(0.0)   # from here on, reads never wait
+    early = b""
+    if rfile is not None:
+        try:
+            early = rfile.read1(read_size) or b""   # what the reader buffered, or b""
+        except OSError:
+            early = b""
+    fd = sock.detach()
+    raw = _socket.socket(fileno=fd)
+    raw.setblocking(False)
+    return raw, early
