@@ -279,6 +279,9 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
     def get_environ(self):
         env = super().get_environ()
         env["roomcast.nodelay"] = True
+        hold = getattr(self, "connection_hold", None)
+        if hold is not None:
+            env["roomcast.connection"] = hold
         request_timeout = self._limit("request_timeout", REQUEST_TIMEOUT)
         if request_timeout is not None and env["wsgi.input"] is self.wsgi_input:
             timed = _TimedInput(self.rfile, self.content_length,
@@ -325,6 +328,29 @@ _SERVICE_UNAVAILABLE = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\
                         b"Service Unavailable")
 
 
+class ConnectionHold:
+    """One accepted connection counted in ``HTTPServer.connections``. A WebSocket that
+    the engine takes over (its request greenlet ends) keeps it counted until the
+    engine closes the socket: ``environ["roomcast.connection"].keep()`` returns the
+    release to call then."""
+
+    __slots__ = ("server", "kept", "released")
+
+    def __init__(self, server: "HTTPServer") -> None:
+        self.server = server
+        self.kept = False
+        self.released = False
+
+    def keep(self) -> Callable[[], None]:
+        self.kept = True
+        return self.release
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.server.connections -= 1
+
+
 class HTTPServer(pywsgi.WSGIServer):
     """gevent's pywsgi server with roomcast's handler and limits (module docstring)."""
 
@@ -349,10 +375,14 @@ class HTTPServer(pywsgi.WSGIServer):
             self._refuse_overflow(sock, address)
             return
         self.connections += 1
+        hold = ConnectionHold(self)
+        handler = self.handler_class(sock, address, self)
+        handler.connection_hold = hold
         try:
-            super().handle(sock, address)
+            handler.handle()
         finally:
-            self.connections -= 1
+            if not hold.kept:
+                hold.release()
 
     @staticmethod
     def _refuse_overflow(sock, address) -> None:

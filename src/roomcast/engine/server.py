@@ -29,7 +29,8 @@ log = logging.getLogger("roomcast.engine")
 TRANSPORTS = ("polling", "websocket")
 # per-request I/O objects a session must not keep alive (the request's reader holds an
 # 8 KiB buffer and its socket): a session's environ is a copy without them
-_REQUEST_IO = ("wsgi.input", "wsgi.websocket", "gunicorn.socket", "gunicorn.sock")
+_REQUEST_IO = ("wsgi.input", "wsgi.websocket", "gunicorn.socket", "gunicorn.sock",
+               "roomcast.connection")
 
 
 class _NoBody:
@@ -362,7 +363,10 @@ class EngineServer:
             taken = take_over(sock, rfile)
             if taken is not None:
                 # plain TCP: the event loop serves it from now on; this greenlet ends
-                conn.start_websocket(taken[0], taken[1], probing=sid is not None)
+                # (roomcast's server keeps counting the connection until it is closed)
+                hold = environ.get("roomcast.connection")
+                conn.start_websocket(taken[0], taken[1], probing=sid is not None,
+                                     on_release=hold.keep() if hold is not None else None)
             else:
                 conn.run_websocket(sock, rfile, probing=sid is not None)
         finally:

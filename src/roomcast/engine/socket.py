@@ -70,12 +70,13 @@ class _Reader:
     """The reading side of one WebSocket connection: its socket, its frame parser and,
     for a plain TCP socket served by the event loop, the watcher that reads it."""
 
-    __slots__ = ("sock", "parser", "watcher")
+    __slots__ = ("sock", "parser", "watcher", "on_release")
 
     def __init__(self, sock, max_message_size: int) -> None:
         self.sock = sock
         self.parser = FrameParser(max_message_size)
         self.watcher = None   # None: TLS, read by the request greenlet
+        self.on_release: Callable[[], None] | None = None   # the server's count of connections
 
     def send_now(self, data: bytes) -> None:
         """Best effort, for the few control frames written outside the queue."""
@@ -101,6 +102,9 @@ class _Reader:
             watcher.close()
             self.shutdown()
             self.sock.close()
+        on_release, self.on_release = self.on_release, None
+        if on_release is not None:
+            on_release()
 
 
 class EngineSocket:
@@ -498,15 +502,18 @@ class EngineSocket:
             self._upgrade_timer.start(self._upgrade_timed_out, reader)
         return reader
 
-    def start_websocket(self, sock, early: bytes, probing: bool) -> None:
+    def start_websocket(self, sock, early: bytes, probing: bool,
+                        on_release: Callable[[], None] | None = None) -> None:
         """Serve a plain TCP WebSocket from the event loop; the caller's greenlet may end.
 
         ``sock`` is a non-blocking socket the engine now owns (it closes it), ``early``
         the bytes the HTTP server had already read past the upgrade request.
         ``probing`` is True for an upgrade of a polling session: the socket
         becomes the session's transport only once the client sends "5".
+        ``on_release()`` is called once the socket is closed.
         """
         reader = self._open_websocket(sock, probing)
+        reader.on_release = on_release
         reader.watcher = get_hub().loop.io(sock.fileno(), _READ)
         if not probing:
             self._attach_websocket(reader)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Where a roomcast server spends its CPU on inbound events: perf samples of the server
+# process while N WebSocket clients run the chat relay (rooms of 10, one acked message in
+# flight per client; the benchmark app and load generator of run.py; run
+# `python benchmarks/run.py --quick` once first to build the load generator).
+#   bash benchmarks/profile_chat.sh [clients=5000] [> benchmarks/results/profile-chat.md]
+# Needs perf (Debian: linux-perf). Talks to 127.0.0.1 only and stops by itself.
+# Python frames show as the interpreter's C functions (_PyEval_EvalFrameDefault...);
+# the split by library says how much is kernel (TCP), interpreter, gevent and roomcast's core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-5000}
+PORT=${PORT:-18781}
+LOADGEN=benchmarks/results/raw/loadgen
+[ -x "$LOADGEN" ] || { echo "build the load generator first: python benchmarks/run.py --quick" >&2; exit 1; }
+command -v perf >/dev/null || { echo "perf is needed (apt-get install linux-perf)" >&2; exit 1; }
+ulimit -n $((N * 2 + 1000))
+DATA=$(mktemp -d)
+PYTHONPATH=src ROOMCAST_REQUIRE_EXTENSIONS=1 taskset -c 0 python benchmarks/servers/roomcast_app.py "$PORT" 2>"$DATA/app.err" &
+APP=$!
+trap 'kill $APP 2>/dev/null || true; rm -rf "$DATA"' EXIT
+sleep 1.5
+( echo "connect $PORT $N 64"; sleep 6; echo "join"; sleep 2; echo "chat 1 2"; sleep 3
+  echo "chat 2 60"; sleep 14; echo quit ) | taskset -c 1 "$LOADGEN" > "$DATA/lg.out" 2>/dev/null &
+LG=$!
+sleep 11.5
+perf record -F 2000 -g -p "$APP" -o "$DATA/perf.data" -- sleep 4 2>/dev/null >/dev/null
+wait $LG || true
+echo "## Server CPU of the chat relay, $N WebSocket clients in rooms of 10, by library (perf)"
+echo
+echo '```'
+perf report -i "$DATA/perf.data" --no-children --stdio --sort dso 2>/dev/null | grep -E "^ +[0-9]" | head -10 || true
+echo '```'
+echo
+echo "Top symbols:"
+echo
+echo '```'
+perf report -i "$DATA/perf.data" --no-children --stdio --sort dso,symbol -g none 2>/dev/null | grep -E "^ +[0-9]" | head -25 || true
+echo '```'
+echo
+echo "Load generator (the measured chat phase): $(grep '"cmd":"chat"' "$DATA/lg.out" 2>/dev/null | tail -1 | cut -c1-220)"
