@@ -179,8 +179,7 @@ cdef class EncodedPacket:
         cdef Py_ssize_t limit = threshold
         cdef list frames
         cdef bint any_big = False
-        if self._deflated is not None and (self._deflated_threshold == threshold
-                                           or self._deflated_threshold is None):
+        if self._deflated is not None and self._deflated_threshold == threshold:
             return self._deflated
         frames = [(2, att) for att in self.attachments]
         if self.text is not None:
@@ -194,21 +193,6 @@ cdef class EncodedPacket:
         self._deflated_threshold = threshold
         self._deflated = out
         return out
-
-    def uncompressed(self):
-        """The same packet, never compressed: ``ws_deflated`` gives the plain ``ws``
-        (an emit with ``compress(False)``).
-
-        uncompressed() -> EncodedPacket
-        """
-        cdef EncodedPacket packet = EncodedPacket.__new__(EncodedPacket)
-        packet.text = self.text
-        packet.attachments = self.attachments
-        packet.ws = self.ws
-        packet._polling = self._polling
-        packet._deflated_threshold = None
-        packet._deflated = self.ws
-        return packet
 
     def __eq__(self, other):
         if not isinstance(other, EncodedPacket):

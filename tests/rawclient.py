@@ -170,10 +170,11 @@ class RawWebSocket:
         self.status = int(status.split()[1])
         self.closed = False
 
-    def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+    def send_frame(self, opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> None:
+        """One masked frame; ``rsv1``: marked compressed (permessage-deflate)."""
         mask = os.urandom(4)
         n = len(payload)
-        head = bytes([(0x80 if fin else 0) | opcode])
+        head = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
         if n < 126:
             head += bytes([0x80 | n])
         elif n < 65536:

@@ -123,7 +123,7 @@ class EncodedPacket:
         whose payload has ``threshold`` bytes or more compressed on its own (RSV1 set),
         the smaller ones plain. Computed once per packet (per threshold) and shared."""
         cached = self._deflated
-        if cached is not None and (cached[0] == threshold or cached[0] is None):
+        if cached is not None and cached[0] == threshold:
             return cached[1]
         frames = [(2, att) for att in self._attachments]
         if self._text is not None:
@@ -141,17 +141,6 @@ class EncodedPacket:
             out = b"".join(parts)
         self._deflated = (threshold, out)
         return out
-
-    def uncompressed(self) -> "EncodedPacket":
-        """The same packet, never compressed: ``ws_deflated`` gives the plain ``ws``
-        (an emit with ``compress(False)``)."""
-        packet = EncodedPacket.__new__(EncodedPacket)
-        packet._text = self._text
-        packet._attachments = self._attachments
-        packet._ws = self._ws
-        packet._polling = self._polling
-        packet._deflated = (None, self._ws)
-        return packet
 
     def __eq__(self, other):
         if not isinstance(other, EncodedPacket):

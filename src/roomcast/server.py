@@ -49,7 +49,7 @@ class Server:
                  async_handlers: bool = True,
                  max_send_buffer: int | None = DEFAULT_MAX_SEND_BUFFER,
                  connection_state_recovery: bool | dict | None = None,
-                 parser: str = "default") -> None:
+                 parser: str = "default", per_message_deflate: bool | dict = False) -> None:
         if parser not in PARSERS:
             raise ValueError(f"parser must be one of {PARSERS}, not {parser!r}")
         if parser == "msgpack":
@@ -76,7 +76,8 @@ class Server:
             upgrade_timeout=upgrade_timeout, max_http_buffer_size=max_http_buffer_size,
             transports=transports, allow_upgrades=allow_upgrades, cors=cors,
             allow_request=allow_request, cookie=cookie, http_compression=http_compression,
-            compression_threshold=compression_threshold, max_send_buffer=max_send_buffer)
+            compression_threshold=compression_threshold, max_send_buffer=max_send_buffer,
+            per_message_deflate=per_message_deflate)
         self.engine.on("connection", self._on_connection)
         self._nsps: dict[str, Namespace] = {}
         self._parent_nsps: list[ParentNamespace] = []

@@ -97,6 +97,11 @@ class WSGIApp:
         engine = self._engine_for(environ.get("PATH_INFO", "/") or "/")
         return None if engine is None else engine.websocket_refusal(environ)
 
+    def websocket_extensions(self, environ: dict) -> str | None:
+        """Asked by roomcast's WebSocketHandler as it accepts a WebSocket request."""
+        engine = self._engine_for(environ.get("PATH_INFO", "/") or "/")
+        return None if engine is None else engine.websocket_extensions(environ)
+
     def origin_refusal(self, environ: dict) -> http.Refusal | None:
         """Asked by roomcast's WebSocketHandler before it upgrades a request."""
         engine = self._engine_for(environ.get("PATH_INFO", "/") or "/")
@@ -166,7 +171,8 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
     """gevent-websocket's handler with roomcast's HTTP limits (module docstring),
     and a refused Engine.IO WebSocket request gets Node's plain 400 (or 403 for
     an origin) before the upgrade instead of a 101 and a close frame.
-    (The stock handler works too; it just cannot refuse before upgrading.)
+    (The stock handler works too; it just cannot refuse before upgrading, nor agree
+    to permessage-deflate.)
     It also sets TCP_NODELAY on every connection it accepts, as Node does.
     With several worker processes, a request for a session of another worker is
     handed to that worker before anything is answered (roomcast.handoff)."""
@@ -320,6 +326,12 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
                 and not status.startswith("101")
                 and not any(name.lower() == "connection" for name, _ in headers)):
             headers = [*headers, ("Connection", "close")]
+        # the 101 of an accepted WebSocket carries the extensions the engine agreed to
+        if status.startswith("101"):
+            ask = getattr(self.application, "websocket_extensions", None)
+            extensions = ask(self.environ) if ask is not None else None
+            if extensions:
+                headers = [*headers, ("Sec-WebSocket-Extensions", extensions)]
         return super().start_response(status, headers, exc_info)
 
 

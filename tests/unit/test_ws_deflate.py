@@ -154,9 +154,3 @@ def test_encoder_compresses_each_big_frame_once():
     assert read_server_frames(msgpack_packet.ws_deflated(1024)) == [
         (True, 2, msgpack_packet.attachments[0])]
 
-
-def test_an_uncompressed_packet_keeps_plain_frames():
-    packet = _speedups.encode_packet(2, "/", ["big", "x" * 5000])
-    plain = packet.uncompressed()
-    assert plain.ws == packet.ws and plain.text == packet.text
-    assert plain.ws_deflated(0) == packet.ws != packet.ws_deflated(0)

@@ -22,6 +22,7 @@ from roomcast.engine.sendbuffer import DEFAULT_MAX_SEND_BUFFER
 from roomcast.engine.socket import EngineSocket
 from roomcast.engine.tcp import request_socket, set_nodelay, take_over
 from roomcast.worker_ids import tagged_id
+from roomcast.ws_deflate import deflate_options, negotiate
 from roomcast.ws_frames import close_frame
 
 log = logging.getLogger("roomcast.engine")
@@ -85,7 +86,8 @@ class EngineServer:
                  cookie: bool | dict | None = None, http_compression: bool = True,
                  compression_threshold: int = 1024, initial_packet: str | bytes | None = None,
                  origin_check: Callable[[dict], "http.Refusal | None"] | None = None,
-                 max_send_buffer: int | None = DEFAULT_MAX_SEND_BUFFER) -> None:
+                 max_send_buffer: int | None = DEFAULT_MAX_SEND_BUFFER,
+                 per_message_deflate: bool | dict = False) -> None:
         self.path = "/" + path.strip("/")
         self.ping_interval = float(ping_interval)
         self.ping_timeout = float(ping_timeout)
@@ -108,6 +110,8 @@ class EngineServer:
         self.http_compression = http_compression
         self.compression_threshold = compression_threshold
         self.initial_packet = initial_packet
+        # WebSocket permessage-deflate: None (off, Node's default) or {"threshold": bytes}
+        self.per_message_deflate = deflate_options(per_message_deflate)
         self.clients: dict[str, EngineSocket] = {}
         self.table = _speedups.ConnTable()
         self.http_servers: list = []    # roomcast.wsgi.HTTPServer instances serving this
@@ -346,9 +350,23 @@ class EngineServer:
         self._emit("headers", editable, environ)
         return list(editable.items())
 
+    def websocket_extensions(self, environ: dict) -> str | None:
+        """The Sec-WebSocket-Extensions answer of an accepted WebSocket request (asked by
+        roomcast's WebSocketHandler as it writes the 101), or None; what was agreed is
+        kept in the environ for the connection."""
+        if self.per_message_deflate is None:
+            return None
+        agreed = negotiate(environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS"))
+        if agreed is None:
+            return None
+        environ["roomcast.deflate"] = agreed
+        return agreed.response
+
     def _handle_websocket(self, environ: dict, ws, sid: str | None) -> Iterable[bytes]:
         handler = ws.handler
         sock, rfile = handler.socket, handler.rfile
+        # agreed in the 101 by roomcast's WebSocketHandler (other handlers: no extension)
+        deflate = environ.get("roomcast.deflate")
         try:
             if sid is None:
                 conn = self._new_session(environ, "websocket")
@@ -366,9 +384,10 @@ class EngineServer:
                 # (roomcast's server keeps counting the connection until it is closed)
                 hold = environ.get("roomcast.connection")
                 conn.start_websocket(taken[0], taken[1], probing=sid is not None,
-                                     on_release=hold.keep() if hold is not None else None)
+                                     on_release=hold.keep() if hold is not None else None,
+                                     deflate=deflate)
             else:
-                conn.run_websocket(sock, rfile, probing=sid is not None)
+                conn.run_websocket(sock, rfile, probing=sid is not None, deflate=deflate)
         finally:
             ws.closed = True   # we send our own close frame; gevent-websocket must not add one
         return []

@@ -42,6 +42,7 @@ from roomcast.eio_packet import (CLOSE, MESSAGE, PING, PONG, UPGRADE, EnginePars
                                  decode_polling_payload, decode_text)
 from roomcast.engine.uncompressed import wants_compression
 from roomcast.engine.sendbuffer import SEND_BUFFER_FULL, WRITE_TIMEOUT, SendBuffer
+from roomcast.ws_deflate import Inflater
 from roomcast.ws_frames import FrameParser, WSProtocolError, close_frame
 
 log = logging.getLogger("roomcast.engine")
@@ -70,12 +71,15 @@ class _Reader:
     """The reading side of one WebSocket connection: its socket, its frame parser and,
     for a plain TCP socket served by the event loop, the watcher that reads it."""
 
-    __slots__ = ("sock", "parser", "watcher", "on_release")
+    __slots__ = ("sock", "parser", "watcher", "on_release", "deflate_threshold")
 
-    def __init__(self, sock, max_message_size: int) -> None:
+    def __init__(self, sock, max_message_size: int, inflater=None,
+                 deflate_threshold: int | None = None) -> None:
         self.sock = sock
-        self.parser = FrameParser(max_message_size)
+        self.parser = FrameParser(max_message_size, inflater)
         self.watcher = None   # None: TLS, read by the request greenlet
+        # permessage-deflate agreed: the threshold of the compressed frames, else None
+        self.deflate_threshold = deflate_threshold
         self.on_release: Callable[[], None] | None = None   # the server's count of connections
 
     def send_now(self, data: bytes) -> None:
@@ -131,6 +135,7 @@ class EngineSocket:
         self._ws: _Reader | None = None   # the active WebSocket connection
         self._sock = None
         self._fd = -1                     # >= 0: plain TCP, served by the event loop
+        self._deflate_threshold: int | None = None   # permessage-deflate agreed: its threshold
         self._ws_active = False
         self._busy = False
         self._writer: gevent.Greenlet | None = None   # TLS
@@ -152,6 +157,11 @@ class EngineSocket:
         self._probe: _Reader | None = None
         self._probe_reading = False   # the probe reader is handling a chunk
         self._settlers: list[Event] = []   # polling requests waiting for it (settle_upgrade)
+
+    @property
+    def per_message_deflate(self) -> bool:
+        """True while the transport is a WebSocket that agreed to permessage-deflate."""
+        return self._ws_active and self._deflate_threshold is not None
 
     # ------------------------------------------------------------------ events
     def on(self, event: str, handler: Callable) -> Callable:
@@ -201,7 +211,9 @@ class EngineSocket:
                     self._enqueue(packet, len(packet.ws))
                 return
             # sent now, held back for the end of the loop pass, or given to push_raw()
-            if self._fd >= 0 and self._table.send(self.slot, packet.ws):
+            # (a deflate connection always queues: its frames are the packet's compressed ones)
+            if self._fd >= 0 and self._deflate_threshold is None \
+                    and self._table.send(self.slot, packet.ws):
                 return
             self._start_writer()
             self._enqueue(packet, len(packet.ws))
@@ -279,10 +291,13 @@ class EngineSocket:
         else:
             self._arm_stall_timer(limit - stalled)
 
-    @staticmethod
-    def _joined(items: list) -> bytes:
-        return b"".join([item if isinstance(item, (bytes, bytearray, memoryview)) else item.ws
-                         for item in items])
+    def _joined(self, items: list) -> bytes:
+        threshold = self._deflate_threshold
+        return b"".join([
+            item if isinstance(item, (bytes, bytearray, memoryview))
+            else item.ws if threshold is None or not wants_compression(item)
+            else item.ws_deflated(threshold)
+            for item in items])
 
     def _on_writable(self) -> None:
         """Plain TCP, in the event loop: write what the queue holds, as far as it goes."""
@@ -485,7 +500,10 @@ class EngineSocket:
         if reader.watcher is not None:   # TLS sockets take the queued path
             fd = reader.sock.fileno()
         self._fd = fd
-        self._table.set_fd(self.slot, fd)
+        self._deflate_threshold = reader.deflate_threshold
+        # the fan-out writes ``packet.ws`` itself only to plain connections: a deflate
+        # one goes through push(), which queues the packet's shared compressed frames
+        self._table.set_fd(self.slot, fd if reader.deflate_threshold is None else -1)
         self._sent.clear()   # polling records were counted; the frames count from now
         self._sent.add(sum(len(item if isinstance(item, bytes) else item.ws) for item in self._queue))
         if self._queue:
@@ -493,8 +511,14 @@ class EngineSocket:
             if self._write_watcher is not None:
                 self._on_writable()   # the socket is fresh: no need to wait for the loop
 
-    def _open_websocket(self, sock, probing: bool) -> _Reader:
-        reader = _Reader(sock, self.server.max_http_buffer_size)
+    def _open_websocket(self, sock, probing: bool, deflate=None) -> _Reader:
+        limit = self.server.max_http_buffer_size
+        if deflate is None:
+            reader = _Reader(sock, limit)
+        else:
+            # a compressed message may inflate to max_http_buffer_size, no more
+            reader = _Reader(sock, limit, Inflater(limit, deflate.client_no_context_takeover),
+                             self.server.per_message_deflate["threshold"])
         if probing:
             self.upgrading = True
             self._probe = reader
@@ -503,7 +527,7 @@ class EngineSocket:
         return reader
 
     def start_websocket(self, sock, early: bytes, probing: bool,
-                        on_release: Callable[[], None] | None = None) -> None:
+                        on_release: Callable[[], None] | None = None, deflate=None) -> None:
         """Serve a plain TCP WebSocket from the event loop; the caller's greenlet may end.
 
         ``sock`` is a non-blocking socket the engine now owns (it closes it), ``early``
@@ -511,8 +535,9 @@ class EngineSocket:
         ``probing`` is True for an upgrade of a polling session: the socket
         becomes the session's transport only once the client sends "5".
         ``on_release()`` is called once the socket is closed.
+        ``deflate``: the permessage-deflate parameters agreed in the handshake, or None.
         """
-        reader = self._open_websocket(sock, probing)
+        reader = self._open_websocket(sock, probing, deflate)
         reader.on_release = on_release
         reader.watcher = get_hub().loop.io(sock.fileno(), _READ)
         if not probing:
@@ -522,10 +547,10 @@ class EngineSocket:
         if reader.watcher is not None:
             reader.watcher.start(self._on_readable, reader)
 
-    def run_websocket(self, sock, rfile, probing: bool) -> None:
+    def run_websocket(self, sock, rfile, probing: bool, deflate=None) -> None:
         """Read a TLS WebSocket until the connection ends; runs in the request's greenlet
-        (``probing`` as in start_websocket)."""
-        reader = self._open_websocket(sock, probing)
+        (``probing`` and ``deflate`` as in start_websocket)."""
+        reader = self._open_websocket(sock, probing, deflate)
         if not probing:
             self._attach_websocket(reader)
         while True:
