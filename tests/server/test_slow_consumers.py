@@ -147,3 +147,33 @@ def test_engine_server_option_and_close_reason(serve, wait_for):
 def test_default_is_a_few_mib():
     assert roomcast.Server().engine.max_send_buffer == 4 * 1024 * 1024
     assert roomcast.EngineServer().max_send_buffer == 4 * 1024 * 1024
+
+
+def test_a_deflate_client_is_counted_at_its_compressed_size(serve, run_js):
+    """A permessage-deflate client gets the shared compressed frames: they count at the
+    size written, so a healthy client never drifts towards max_send_buffer."""
+    io, reasons = server(per_message_deflate=True, max_send_buffer=64 * 1024)
+    big = "roomcast " * 500   # 4.5 KB, compressible
+
+    @io.on("connection")
+    def on_connection(socket):
+        def go(n, ack):
+            for i in range(n):
+                io.emit("big", i, big)   # 9 MB uncompressed in all, 30 at a time
+                if i % 30 == 29:
+                    gevent.sleep(0.01)
+            ack()
+        socket.on("go", go)
+
+    url = serve(io)
+    got = run_js("""
+        const s = io(URL, {transports: ["websocket"]});
+        await once(s, "connect");
+        let n = 0;
+        s.on("big", () => { n += 1; });
+        await s.emitWithAck("go", 2000);
+        while (n < 2000 && s.connected) await sleep(20);
+        done([n, s.connected, s.io.engine.transport.ws._extensions["permessage-deflate"] !== undefined]);
+    """, url, timeout=60)
+    assert got == [2000, True, True]
+    assert list(reasons.values()) in ([], ["client namespace disconnect"])   # done() closes it

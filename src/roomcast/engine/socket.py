@@ -208,7 +208,7 @@ class EngineSocket:
         if self._ws_active:
             if self._busy:
                 if not volatile:   # a busy connection drops volatile packets first
-                    self._enqueue(packet, len(packet.ws))
+                    self._enqueue(packet, self._wire_size(packet))
                 return
             # sent now, held back for the end of the loop pass, or given to push_raw()
             # (a deflate connection always queues: its frames are the packet's compressed ones)
@@ -216,7 +216,7 @@ class EngineSocket:
                     and self._table.send(self.slot, packet.ws):
                 return
             self._start_writer()
-            self._enqueue(packet, len(packet.ws))
+            self._enqueue(packet, self._wire_size(packet))
         else:
             if volatile and self._poll_waiter is None:
                 return  # Node drops a volatile packet when the transport is not writable
@@ -235,6 +235,13 @@ class EngineSocket:
     def queued_bytes(self) -> int:
         """Bytes queued for this client and not yet taken by its socket (max_send_buffer)."""
         return self._sent.queued
+
+    def _wire_size(self, packet) -> int:
+        """The bytes this packet takes on this connection's socket (as _joined writes it)."""
+        threshold = self._deflate_threshold
+        if threshold is None or not wants_compression(packet):
+            return len(packet.ws)
+        return len(packet.ws_deflated(threshold))
 
     def _enqueue(self, item, size: int) -> None:
         """Queue one item; past max_send_buffer the queue is dropped at once and the
@@ -351,6 +358,7 @@ class EngineSocket:
     def _writer_done(self) -> None:
         if self.ready_state == "closed":
             return
+        self._sent.clear()   # everything went out: no count may drift past a flush
         self._busy = False
         self._table.set_busy(self.slot, False)
         if self._close_when_flushed:
