@@ -14,7 +14,7 @@ if os.environ.get("WORKERS_APP_REDIS"):
     from roomcast.adapters.redis import RedisAdapter
 
     url, key = os.environ["WORKERS_APP_REDIS"].split("#", 1)
-    io = roomcast.Server(adapter=RedisAdapter.factory(url, key=key))
+    io = roomcast.Server(adapter=RedisAdapter.factory(url, key=key, allow_intersections=True))
 else:
     io = roomcast.Server()
 app = roomcast.WSGIApp(io)
@@ -36,6 +36,11 @@ def on_connection(socket: roomcast.Socket) -> None:
     @socket.on("broadcast")
     def broadcast(room: str, payload: Any, ack: Any) -> None:
         io.to(room).emit("news", payload)
+        ack(os.getpid())
+
+    @socket.on("broadcast-both")
+    def broadcast_both(room: str, other: str, payload: Any, ack: Any) -> None:
+        io.to(room).intersect(other).emit("news", payload)
         ack(os.getpid())
 
     @socket.on("ask-everyone")

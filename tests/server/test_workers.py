@@ -187,6 +187,7 @@ for (let tries = 0; tries < 100; tries++) {
     await sleep(50);
 }
 await sockets[7].emitWithAck("broadcast", "blue", "b1");
+await sockets[7].emitWithAck("broadcast-both", "everyone", "red", "i1");   // intersect(), same origin: in order
 await sockets[7].emitWithAck("broadcast", "everyone", "end2");
 await Promise.all(ended2);
 log("sockets-join");
@@ -202,7 +203,8 @@ def check_cluster_run(result: dict, worker_pids: set[int], clients: int) -> None
     red = {ids[i] for i in range(clients) if i % 3 == 0}
     for i, got in enumerate(result["got"]):
         # exactly once, in order, from whichever worker the sender was on
-        assert got == (["r1", "e1", "end", "b1", "end2"] if i % 3 == 0 else ["e1", "end", "end2"]), \
+        assert got == (["r1", "e1", "end", "b1", "i1", "end2"] if i % 3 == 0
+                       else ["e1", "end", "end2"]), \
             (i, got)
     assert result["answers"] == sorted(ids)          # acks from every client of both workers
     assert result["red"] == sorted(red)              # fetch_sockets across workers

@@ -273,6 +273,8 @@ class IpcAdapter(ClusterAdapter):
     """A namespace's adapter across the worker processes of one server."""
 
     def __init__(self, nsp: "Namespace", bus: IpcBus, **options: Any) -> None:
+        # every peer is a worker of this same roomcast server, so intersect() can travel
+        options.setdefault("allow_intersections", True)
         super().__init__(nsp, uid=bus.uid, **options)
         self.bus = bus
 
