@@ -213,6 +213,11 @@ class IpcBus:
             return
         finally:
             conn.close()
+            # the sender's end closed: it exited (or was killed). Forget it now, not at
+            # this worker's next write to it, so server_count() is right at once.
+            peer = self.peers.get(sender) if sender is not None else None
+            if peer is not None:
+                self.drop(peer)
 
     def _dispatch(self, message: Any) -> None:
         self.messages_received += 1
