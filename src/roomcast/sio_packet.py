@@ -60,9 +60,13 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+# one decoder for every packet: json.loads() with an option builds a new one per call
+_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
 def _loads(text: str):
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODE(text)
     except (ValueError, RecursionError) as exc:
         raise ParseError(f"invalid JSON payload: {exc}") from None
 
