@@ -18,6 +18,7 @@ Encoding is done by the encoder twins (``_speedups.encode_packet``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,10 @@ def _reject_constant(name: str):
 
 
 # one decoder for every packet: json.loads() with an option builds a new one per call
-_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODE = _DECODER.decode
+_SCAN = _DECODER.scan_once     # (value, end) of the JSON value at an index
+_JSON_SPACE = " \t\n\r"     # what JSON allows around a value
 
 
 def _loads(text: str):
@@ -98,6 +102,9 @@ def payload_valid(ptype: int, data: Any) -> bool:
     return _payload_valid(ptype, data)
 
 
+_ACK_ID = re.compile(r"[0-9]+")   # ASCII digits only, as _DIGITS
+
+
 def parse(text: str, max_attachments: int = 10) -> tuple[Packet, int]:
     """One packet's text -> (packet with placeholders still in, attachment count)."""
     if not text:
@@ -126,16 +133,23 @@ def parse(text: str, max_attachments: int = 10) -> tuple[Packet, int]:
         nsp = text[i:comma]
         i = comma + 1
     ack_id = None
-    j = i
-    end = len(text)
-    while j < end and text[j] in _DIGITS:
-        j += 1
-    if j > i:
+    digits = _ACK_ID.match(text, i)
+    if digits is not None:
+        j = digits.end()
         if j - i > 16 or int(text[i:j]) > MAX_ACK_ID:
             raise ParseError(f"ack id out of range: {text[i:j][:20]}")
         ack_id = int(text[i:j])
         i = j
-    data = _loads(text[i:]) if i < end else _MISSING
+    end = len(text)
+    if i < end:
+        try:
+            data, j = _SCAN(text, i)   # the common case: JSON right there, no copy
+            if j != end and text[j:].strip(_JSON_SPACE):
+                raise ValueError("extra data")
+        except (StopIteration, ValueError, RecursionError):
+            data = _loads(text[i:])   # the slow path, for the same result or error
+    else:
+        data = _MISSING
     if not _payload_valid(ptype, data):
         raise ParseError(f"invalid payload for packet type {PACKET_NAMES[ptype]}")
     return Packet(ptype, nsp, None if data is _MISSING else data, ack_id), attachments
