@@ -69,7 +69,7 @@ cdef class ConnTable:
     cdef Py_ssize_t _used
     cdef unsigned int _pass
     cdef bint _coalescing
-    cdef Py_ssize_t _writes_held
+    cdef bint _repeated        # this pass wrote some slot more than once
     cdef object _flush_hook
     cdef bint _flush_scheduled
 
@@ -89,7 +89,7 @@ cdef class ConnTable:
         self._used = 0
         self._pass = 1
         self._coalescing = False
-        self._writes_held = 0
+        self._repeated = False
         self._flush_hook = None
         self._flush_scheduled = False
 
@@ -261,9 +261,10 @@ cdef class ConnTable:
                 written += 1
                 _send_held(self, s)
         self._nholding = 0
-        # keep coalescing while it pays: some slot had more than one write held back
-        self._coalescing = self._writes_held > written
-        self._writes_held = 0
+        # coalesce the next pass from its first write while it pays: some slot was
+        # written more than once in this one (sent at once and held, or held twice)
+        self._coalescing = self._repeated
+        self._repeated = False
         self._pass += 1
         return written
 
@@ -310,7 +311,6 @@ cdef int _hold(ConnTable t, Py_ssize_t s, const char *p, Py_ssize_t size) except
         t._hcap[s] = cap
     memcpy(t._held[s] + t._hlen[s], p, size)
     t._hlen[s] = need
-    t._writes_held += 1
     if not t._listed[s]:
         t._listed[s] = 1
         t._holding[t._nholding] = s
@@ -326,9 +326,12 @@ cdef int _hold(ConnTable t, Py_ssize_t s, const char *p, Py_ssize_t size) except
 cdef int _write(ConnTable t, Py_ssize_t s, object conn, bytes ws) except -1:
     """A plain, idle WebSocket slot: send now, or hold back until flush()."""
     cdef Py_ssize_t size = PyBytes_GET_SIZE(ws), n
-    if t._hlen[s] or t._coalescing or t._stamp[s] == t._pass:
+    if t._hlen[s] or t._stamp[s] == t._pass:
         # a second write to this slot in one pass: from now on this pass coalesces
         t._coalescing = True
+        t._repeated = True
+        return _hold(t, s, PyBytes_AS_STRING(ws), size)
+    if t._coalescing:
         return _hold(t, s, PyBytes_AS_STRING(ws), size)
     t._stamp[s] = t._pass
     n = rc_send(t._fds[s], PyBytes_AS_STRING(ws), size)

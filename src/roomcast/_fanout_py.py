@@ -14,9 +14,9 @@ second write to the same slot in the same pass is held back, and from then on th
 rest of the pass holds back every write (a second write means the loop is busy).
 Held-back bytes go out at flush(), one send() per slot; the owner of the table
 (the engine) is told through the flush hook, once a pass, that flush() must run
-before the loop waits. If some slot had more than one write held back, the next
-pass holds back from its first write (coalescing pays); otherwise it starts with
-direct writes again. A slot holding HOLD_MAX bytes sends them at once.
+before the loop waits. If some slot was written more than once in a pass (sent
+at once and then held back, or held back twice), the next pass holds back from its
+first write (coalescing pays); otherwise it starts with direct writes again. A slot holding HOLD_MAX bytes sends them at once.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class ConnTable:
     """slot -> (connection, fd, busy, held-back bytes); one per EngineServer."""
 
     __slots__ = ("_conns", "_fds", "_busy", "_free", "_used", "_held", "_stamp", "_listed",
-                 "_holding", "_pass", "_coalescing", "_writes_held", "_flush_hook",
+                 "_holding", "_pass", "_coalescing", "_repeated", "_flush_hook",
                  "_flush_scheduled")
 
     def __init__(self) -> None:
@@ -53,7 +53,7 @@ class ConnTable:
         self._used = 0
         self._pass = 1
         self._coalescing = False
-        self._writes_held = 0
+        self._repeated = False      # this pass wrote some slot more than once
         self._flush_hook: Callable[[], None] | None = None
         self._flush_scheduled = False
 
@@ -160,9 +160,10 @@ class ConnTable:
                 written += 1
                 self._send_held(slot)
         holding.clear()
-        # keep coalescing while it pays: some slot had more than one write held back
-        self._coalescing = self._writes_held > written
-        self._writes_held = 0
+        # coalesce the next pass from its first write while it pays: some slot was
+        # written more than once in this one (sent at once and held, or held twice)
+        self._coalescing = self._repeated
+        self._repeated = False
         self._pass += 1
         return written
 
@@ -192,7 +193,6 @@ class ConnTable:
         if held is None:
             held = self._held[slot] = bytearray()
         held += data
-        self._writes_held += 1
         if not self._listed[slot]:
             self._listed[slot] = True
             self._holding.append(slot)
@@ -204,9 +204,13 @@ class ConnTable:
 
     def _write(self, slot: int, conn: Any, ws: bytes) -> None:
         """A plain, idle WebSocket slot: send now, or hold back until flush()."""
-        if self._held[slot] or self._coalescing or self._stamp[slot] == self._pass:
+        if self._held[slot] or self._stamp[slot] == self._pass:
             # a second write to this slot in one pass: from now on this pass coalesces
             self._coalescing = True
+            self._repeated = True
+            self._hold(slot, ws)
+            return
+        if self._coalescing:
             self._hold(slot, ws)
             return
         self._stamp[slot] = self._pass
