@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable
 
 from gevent import get_hub
 from gevent.event import Event
+from geventwebsocket.websocket import WebSocket
 
 from roomcast import _speedups
 from roomcast.eio_packet import CLOSE, NOOP, PING
@@ -50,6 +51,24 @@ class _NoBody:
 
 
 _NO_BODY = _NoBody()
+
+
+class _RetiredWebSocket(WebSocket):
+    """gevent-websocket's WebSocket once the engine owns (or has closed) its connection.
+    Its ``__del__`` would call ``close()`` again, which on a closed WebSocket builds a
+    class and raises and catches two exceptions: a tenth of a connect's CPU."""
+
+    __slots__ = ()
+
+    def __del__(self) -> None:
+        pass
+
+
+def _retire(ws) -> None:
+    """Mark an upgraded WebSocket closed: the engine sends its own close frame."""
+    ws.closed = True
+    if type(ws) is WebSocket:
+        ws.__class__ = _RetiredWebSocket
 
 
 def session_environ(environ: dict) -> dict:
@@ -389,7 +408,7 @@ class EngineServer:
             else:
                 conn.run_websocket(sock, rfile, probing=sid is not None, deflate=deflate)
         finally:
-            ws.closed = True   # we send our own close frame; gevent-websocket must not add one
+            _retire(ws)   # we send our own close frame; gevent-websocket must not add one
         return []
 
     def websocket_refusal(self, environ: dict) -> str | None:
@@ -412,7 +431,7 @@ class EngineServer:
             ws.handler.socket.shutdown(stdsocket.SHUT_RDWR)
         except OSError:
             pass
-        ws.closed = True
+        _retire(ws)
 
     def _refuse_websocket(self, ws, code: int, message: str | None) -> None:
         reason = message or http.ERROR_MESSAGES[code]
@@ -420,7 +439,7 @@ class EngineServer:
             ws.handler.socket.sendall(close_frame(1008, reason[:120]))
         except OSError:
             pass
-        ws.closed = True
+        _retire(ws)
 
     # ------------------------------------------------------------------ polling requests
     def _poll(self, conn: EngineSocket, environ, start_response, headers, initial=False):
