@@ -426,23 +426,32 @@ def machine_line(doc: dict) -> str:
 
 def headline_table(doc: dict) -> list[str]:
     runs, servers, hn = doc["runs"], _servers(doc), _headline_n(doc)
-    lines = ["| " + f"{hn:,} clients, broadcast to everyone" + " | "
+    lines = ["| " + f"{hn:,} clients" + " | "
              + " | ".join(SERVERS[s][0] for s in servers) + " |", "|---|" + "---|" * len(servers)]
 
     def row(title, get, unit):
         g = gather(runs, servers, [hn], get)
-        lines.append(f"| {title} | " + " | ".join(cell(g[(s, hn)], unit) for s in servers) + " |")
+        if any(g[(s, hn)]["vals"] for s in servers):
+            lines.append(f"| {title} | " + " | ".join(cell(g[(s, hn)], unit) for s in servers) + " |")
 
-    row("deliveries/s (wall clock)", _sc("all", "rate"), "rate")
-    row("server CPU µs per delivery", _sc("all", "cpu_us"), "us")
-    row("deliveries per server-CPU-second", lambda r: (1e6 / r["scen"]["all"]["cpu_us"])
-        if "all" in r["scen"] else None, "rate")
-    row("latency p50 ms at ½ saturation", _sc("all", "p50_ms"), "ms")
-    row("latency p99 ms at ½ saturation", _sc("all", "p99_ms"), "ms")
+    # what most apps do: clients' events relayed to small rooms, with acks
+    row("chat relay: inbound events/s", _sc("chat", "rate"), "rate")
+    row("chat relay: server CPU µs per inbound event", _sc("chat", "cpu_us"), "us")
+    row("chat relay: ack latency p50 ms at ½ saturation", _sc("chat", "p50_ms"), "ms")
+    row("chat relay: ack latency p99 ms at ½ saturation", _sc("chat", "p99_ms"), "ms")
+    row("echo with ack: server CPU µs per event", _sc("ack", "cpu_us"), "us")
+    row("broadcast to everyone: deliveries/s (wall clock)", _sc("all", "rate"), "rate")
+    row("broadcast to everyone: server CPU µs per delivery", _sc("all", "cpu_us"), "us")
+    row("broadcast to everyone: deliveries per server-CPU-second",
+        lambda r: (1e6 / r["scen"]["all"]["cpu_us"]) if "all" in r["scen"] else None, "rate")
+    row("broadcast to everyone: latency p50 ms at ½ saturation", _sc("all", "p50_ms"), "ms")
+    row("broadcast to everyone: latency p99 ms at ½ saturation", _sc("all", "p99_ms"), "ms")
     row("binary broadcast deliveries/s", _sc("bin", "rate"), "rate")
     g = gather(runs, servers, [hn], _bin_pct)
-    lines.append("| binary rate, % of text rate (per CPU-second) | " + " | ".join(
-        (f"{statistics.median(g[(s, hn)]['vals']):.0f}%" if g[(s, hn)]["vals"] else "–") for s in servers) + " |")
+    if any(g[(s, hn)]["vals"] for s in servers):
+        lines.append("| binary rate, % of text rate (per CPU-second) | " + " | ".join(
+            (f"{statistics.median(g[(s, hn)]['vals']):.0f}%" if g[(s, hn)]["vals"] else "–")
+            for s in servers) + " |")
     row("RSS KiB per idle connection", lambda r: r["rss_per_conn"], "kib")
     row("connections/s", lambda r: r["conn_per_s"], "rate")
     return lines
@@ -548,6 +557,60 @@ def targets(doc: dict) -> list[str]:
             "| target | measured (median) | |", "|---|---|---|"] + rows + [""]
 
 
+def targets_issue8(doc: dict) -> list[str]:
+    """Issue 8's targets (5,000 clients, one core): chat relay, acks, coalesced broadcast,
+    memory and connects, as measured; ratios per repetition, median (min–max)."""
+    runs, servers = doc["runs"], _servers(doc)
+    n = 5000
+    if "roomcast" not in servers or not any(r["n"] == n and r["server"] == "roomcast" for r in runs):
+        return []
+
+    def ratios(get, base):
+        if base not in servers:
+            return []
+        return gather(runs, ["roomcast"], [n], get, base_server=base)[("roomcast", n)]["ratios"]
+
+    def vals(get):
+        return gather(runs, ["roomcast"], [n], get)[("roomcast", n)]["vals"]
+
+    def span(xs, fmt_):
+        m = statistics.median(xs)
+        return fmt_(m) if len(xs) < 2 else f"{fmt_(m)} ({fmt_(min(xs))}–{fmt_(max(xs))})"
+
+    def per_cpu_s(scen):
+        return lambda r: (1e6 / r["scen"][scen]["cpu_us"]) if scen in r["scen"] else None
+
+    x = lambda v: f"{v:.2f}×"
+    rows = []
+
+    def add(goal, xs, fmt_, ok):
+        if xs:
+            rows.append(f"| {goal} | {span(xs, fmt_)} | {'met' if ok(statistics.median(xs)) else 'not met'} |")
+
+    add("chat relay: inbound events/s ≥ 2× Node", ratios(_sc("chat", "rate"), "node"), x, lambda m: m >= 2)
+    add("chat relay: inbound events/s ≥ 6× python-socketio", ratios(_sc("chat", "rate"), "psio"), x,
+        lambda m: m >= 6)
+    add("chat relay: server CPU per inbound event ≤ ½ Node's (ratio)", ratios(_sc("chat", "cpu_us"), "node"),
+        x, lambda m: m <= 0.5)
+    add("chat relay: ack latency p50 ≤ 1 ms at ½ saturation", vals(_sc("chat", "p50_ms")),
+        lambda v: f"{v:.2f} ms", lambda m: m <= 1)
+    add("chat relay: ack latency p99 ≤ 5 ms at ½ saturation", vals(_sc("chat", "p99_ms")),
+        lambda v: f"{v:.2f} ms", lambda m: m <= 5)
+    add("echo with ack: server CPU per event ≤ Node's (ratio)", ratios(_sc("ack", "cpu_us"), "node"), x,
+        lambda m: m <= 1)
+    add("broadcast to everyone: deliveries per server-CPU-second ≥ 4× Node", ratios(per_cpu_s("all"), "node"),
+        x, lambda m: m >= 4)
+    add("broadcast to everyone: deliveries per server-CPU-second ≥ 10× python-socketio",
+        ratios(per_cpu_s("all"), "psio"), x, lambda m: m >= 10)
+    add("RSS per idle WebSocket connection ≤ 16 KiB", [v / 1024 for v in vals(lambda r: r["rss_per_conn"])],
+        lambda v: f"{v:.1f} KiB", lambda m: m <= 16)
+    add("connections/s ≥ 1.5× Node", ratios(lambda r: r["conn_per_s"], "node"), x, lambda m: m >= 1.5)
+    if not rows:
+        return []
+    return ["## roomcast's targets (issue 8): 5,000 clients, one core", "",
+            "| target | measured: median (min–max over repetitions) | |", "|---|---|---|"] + rows + [""]
+
+
 def summarize(doc: dict) -> str:
     runs, cfg = doc["runs"], doc["config"]
     servers = _servers(doc)
@@ -558,6 +621,7 @@ def summarize(doc: dict) -> str:
              "Cells: median (min–max over repetitions) ×ratio to python-socketio in the same repetition.", "",
              "## Headline", ""] + headline_table(doc) + [""] + "\n\n".join(closing_note(doc)[:2]).split("\n") + [""]
     lines += targets(doc)
+    lines += targets_issue8(doc)
     for n in ns:
         lines += [f"## {n:,} clients", "", "| scenario | metric | " + " | ".join(labels) + " |",
                   "|---|---|" + "---|" * len(labels)]
