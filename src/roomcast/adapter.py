@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from roomcast import _speedups, metrics
 from roomcast.engine.uncompressed import with_compress
+# re-exported: `from roomcast.adapter import EventEmitter` predates roomcast.events
+from roomcast.events import EventEmitter as EventEmitter, Handler as Handler
 
 if TYPE_CHECKING:
     from roomcast.namespace import Namespace
 
 log = logging.getLogger("roomcast")
-
-Handler = TypeVar("Handler", bound=Callable[..., Any])   # a listener, returned as is
 
 ADAPTER_EVENTS = ("create-room", "delete-room", "join-room", "leave-room")
 
@@ -42,67 +42,6 @@ class BroadcastOptions:
     flags: BroadcastFlags = BroadcastFlags()
     # roomcast's own: the selected sockets must also be in every one of these rooms
     intersect: frozenset = frozenset()
-
-
-class EventEmitter:
-    """The small listener registry shared by adapters, namespaces and sockets."""
-
-    def __init__(self) -> None:
-        self._listeners: dict[Any, list[Callable]] = {}
-
-    @overload
-    def on(self, event: Any, handler: None = None) -> Callable[[Handler], Handler]: ...
-    @overload
-    def on(self, event: Any, handler: Handler) -> Handler: ...
-
-    def on(self, event: Any, handler: Callable | None = None) -> Any:
-        """Add a listener; without a handler, a decorator."""
-        def register(fn: Callable) -> Callable:
-            self._listeners.setdefault(event, []).append(fn)
-            return fn
-        return register(handler) if handler is not None else register
-
-    @overload
-    def once(self, event: Any, handler: None = None) -> Callable[[Handler], Handler]: ...
-    @overload
-    def once(self, event: Any, handler: Handler) -> Handler: ...
-
-    def once(self, event: Any, handler: Callable | None = None) -> Any:
-        """Add a listener that is removed after its first call; without a handler, a decorator."""
-        def register(fn: Callable) -> Callable:
-            def wrapper(*args: Any) -> Any:
-                self.off(event, wrapper)
-                return fn(*args)
-            wrapper.listener = fn   # type: ignore[attr-defined]
-            self._listeners.setdefault(event, []).append(wrapper)
-            return fn
-        return register(handler) if handler is not None else register
-
-    def off(self, event: Any, handler: Callable | None = None) -> None:
-        if handler is None:
-            self._listeners.pop(event, None)
-            return
-        handlers = self._listeners.get(event)
-        if not handlers:
-            return
-        for registered in handlers:
-            if registered is handler or getattr(registered, "listener", None) is handler:
-                handlers.remove(registered)
-                break
-        if not handlers:
-            del self._listeners[event]
-
-    def listeners(self, event: Any) -> list[Callable]:
-        return list(self._listeners.get(event, ()))
-
-    def emit(self, event: Any, *args: Any) -> None:
-        for handler in self.listeners(event):
-            try:
-                handler(*args)
-            except Exception:  # a listener's bug must not break the caller
-                if metrics.active is not None:
-                    metrics.active.handler_errors += 1
-                log.exception("error in %r listener", event)
 
 
 def _socket_rooms(rooms: Any) -> list:

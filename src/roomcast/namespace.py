@@ -13,8 +13,9 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Callable
 
-from roomcast.adapter import Adapter, BroadcastOptions, EventEmitter
+from roomcast.adapter import Adapter, BroadcastOptions
 from roomcast.errors import connect_error_payload
+from roomcast.events import EventEmitter
 from roomcast.operators import BroadcastOperator, call_safely
 from roomcast.socket import Socket, run_middlewares
 

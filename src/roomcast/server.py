@@ -9,10 +9,11 @@ from typing import Any, Callable, Iterable, overload
 from gevent import get_hub, getcurrent
 
 from roomcast import _speedups
-from roomcast.adapter import Handler, InMemoryAdapter
+from roomcast.adapter import InMemoryAdapter
 from roomcast.dispatch import Dispatcher, run_logged
 from roomcast.engine import EngineServer, EngineSocket
 from roomcast.engine.sendbuffer import DEFAULT_MAX_SEND_BUFFER
+from roomcast.events import Handler
 from roomcast.namespace import Namespace, ParentNamespace
 from roomcast.operators import BroadcastOperator
 from roomcast.recovery import SessionAwareAdapter, normalize_options

@@ -13,10 +13,11 @@ import gevent
 from gevent.event import AsyncResult
 
 from roomcast import metrics
-from roomcast.adapter import BroadcastFlags, BroadcastOptions, EventEmitter, _socket_rooms
+from roomcast.adapter import BroadcastFlags, BroadcastOptions, _socket_rooms
 from roomcast.dispatch import describe
 from roomcast.engine.uncompressed import with_compress
 from roomcast.errors import DisconnectedError, timeout_error
+from roomcast.events import EventEmitter
 from roomcast.operators import BroadcastOperator, ack_value, call_safely, check_event
 from roomcast.recovery import RECOVERABLE_DISCONNECT_REASONS
 from roomcast.sio_packet import ACK, BINARY_ACK, BINARY_EVENT, CONNECT, CONNECT_ERROR, \

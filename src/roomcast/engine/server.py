@@ -22,6 +22,7 @@ from roomcast.engine.memory import Trimmer
 from roomcast.engine.sendbuffer import DEFAULT_MAX_SEND_BUFFER
 from roomcast.engine.socket import EngineSocket
 from roomcast.engine.tcp import request_socket, set_nodelay, take_over
+from roomcast.events import EventEmitter
 from roomcast.worker_ids import tagged_id
 from roomcast.ws_deflate import deflate_options, negotiate
 from roomcast.ws_frames import close_frame
@@ -94,8 +95,13 @@ def generate_id() -> str:
     return tagged_id(_sid_tag)
 
 
-class EngineServer:
-    """An Engine.IO v4 server (see ARCHITECTURE.md §5)."""
+class EngineServer(EventEmitter):
+    """An Engine.IO v4 server (see ARCHITECTURE.md §5).
+
+    Events (``on(event, handler)`` or ``@on(event)``): "connection" (EngineSocket),
+    "connection_error" ({environ, code, message}), "initial_headers" and "headers"
+    (headers dict, environ).
+    """
 
     def __init__(self, *, path: str = "/engine.io", ping_interval: float = 25.0,
                  ping_timeout: float = 20.0, upgrade_timeout: float = 10.0,
@@ -139,7 +145,7 @@ class EngineServer:
         self._trimmer = Trimmer()   # closed connections' heap pages go back to the OS
         # writes held back during a loop pass go out before the loop waits (coalescing)
         self.table.set_flush_hook(self._schedule_flush)
-        self._handlers: dict[str, list[Callable]] = {}
+        EventEmitter.__init__(self)
         # control packets, encoded once
         self.ping_packet = _speedups.encode_eio(PING)
         self.noop_packet = _speedups.encode_eio(NOOP)
@@ -158,20 +164,8 @@ class EngineServer:
         get_hub().loop.run_callback(self.table.flush)
 
     # ------------------------------------------------------------------ events
-    def on(self, event: str, handler: Callable | None = None):
-        """Register a listener; usable as a decorator.
-
-        Events: "connection" (EngineSocket), "connection_error" ({environ, code,
-        message}), "initial_headers" and "headers" (headers dict, environ).
-        """
-        def register(fn: Callable) -> Callable:
-            self._handlers.setdefault(event, []).append(fn)
-            return fn
-        return register(handler) if handler is not None else register
-
-    def _emit(self, event: str, *args) -> None:
-        for handler in list(self._handlers.get(event, ())):
-            handler(*args)
+    def listener_failed(self, event: Any) -> None:
+        raise   # a listener's error fails the request that emitted the event
 
     @property
     def clients_count(self) -> int:
@@ -237,9 +231,9 @@ class EngineServer:
         """The refusal of a request whose origin is not allowed, or None (asked
         first on every request, and by roomcast's WebSocketHandler before upgrading)."""
         refusal = self.origin_check(environ)
-        if refusal is not None and self._handlers.get("connection_error"):
-            self._emit("connection_error", {"environ": environ, "code": http.FORBIDDEN,
-                                            "message": http.ORIGIN_NOT_ALLOWED})
+        if refusal is not None and self._listeners.get("connection_error"):
+            self.emit("connection_error", {"environ": environ, "code": http.FORBIDDEN,
+                                           "message": http.ORIGIN_NOT_ALLOWED})
         return refusal
 
     def handle_request(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -267,8 +261,8 @@ class EngineServer:
             session.expire_if_overdue()    # judged after a ping timeout whose timer is late
         code, message = self._verify(environ, method, query, ws is not None)
         if code is not None:
-            if self._handlers.get("connection_error"):
-                self._emit("connection_error", {
+            if self._listeners.get("connection_error"):
+                self.emit("connection_error", {
                     "environ": environ, "code": code,
                     "message": message or http.ERROR_MESSAGES[code]})
             if ws is not None:
@@ -335,7 +329,7 @@ class EngineServer:
         }, separators=(",", ":"))
         self.clients[sid] = conn
         conn.open(open_packet)
-        self._emit("connection", conn)
+        self.emit("connection", conn)
         return conn
 
     def _cookie_header(self, sid: str) -> list[tuple[str, str]]:
@@ -361,12 +355,12 @@ class EngineServer:
     def _session_headers(self, environ: dict, headers: list, initial: bool) -> list:
         """Node's "initial_headers" (handshake) and "headers" (every polling response)
         events: listeners get a dict of the response headers they may change."""
-        if not (self._handlers.get("headers") or (initial and self._handlers.get("initial_headers"))):
+        if not (self._listeners.get("headers") or (initial and self._listeners.get("initial_headers"))):
             return headers
         editable = dict(headers)
         if initial:
-            self._emit("initial_headers", editable, environ)
-        self._emit("headers", editable, environ)
+            self.emit("initial_headers", editable, environ)
+        self.emit("headers", editable, environ)
         return list(editable.items())
 
     def websocket_extensions(self, environ: dict) -> str | None:

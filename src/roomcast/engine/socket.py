@@ -42,6 +42,7 @@ from roomcast.eio_packet import (CLOSE, MESSAGE, PING, PONG, UPGRADE, EnginePars
                                  decode_polling_payload, decode_text)
 from roomcast.engine.uncompressed import wants_compression
 from roomcast.engine.sendbuffer import SEND_BUFFER_FULL, WRITE_TIMEOUT, SendBuffer
+from roomcast.events import EventEmitter
 from roomcast.ws_deflate import Inflater
 from roomcast.ws_frames import FrameParser, WSProtocolError, close_frame
 
@@ -111,8 +112,13 @@ class _Reader:
             on_release()
 
 
-class EngineSocket:
-    """An Engine.IO session (``socket`` in Node's engine.io)."""
+class EngineSocket(EventEmitter):
+    """An Engine.IO session (``socket`` in Node's engine.io).
+
+    Events: "message" (data: str | bytes), "close" (reason, description), "upgrading",
+    "upgrade", "heartbeat", "packet" (type, data) and "packet_create" (packet). A listener
+    that raises is logged; the session goes on.
+    """
 
     def __init__(self, server, sid: str, environ: dict, transport: str) -> None:
         self.server = server
@@ -124,7 +130,7 @@ class EngineSocket:
         self.upgrading = False
         self.upgraded = False
         self.remote_address = environ.get("REMOTE_ADDR")
-        self._handlers: dict[str, list[Callable]] = {}
+        EventEmitter.__init__(self)
         self._queue: list = []
         self._sent = SendBuffer(server.max_send_buffer)   # what _queue (and the writer) hold
         self._stall_timer = None
@@ -164,22 +170,8 @@ class EngineSocket:
         return self._ws_active and self._deflate_threshold is not None
 
     # ------------------------------------------------------------------ events
-    def on(self, event: str, handler: Callable) -> Callable:
-        self._handlers.setdefault(event, []).append(handler)
-        return handler
-
-    def off(self, event: str, handler: Callable | None = None) -> None:
-        if handler is None:
-            self._handlers.pop(event, None)
-        elif handler in self._handlers.get(event, ()):
-            self._handlers[event].remove(handler)
-
-    def _emit(self, event: str, *args: Any) -> None:
-        for handler in list(self._handlers.get(event, ())):
-            try:
-                handler(*args)
-            except Exception:  # a listener's bug must not break the session
-                log.exception("error in engine %r handler", event)
+    def listener_failed(self, event: Any) -> None:
+        log.exception("error in engine %r handler", event)   # the session goes on
 
     # ------------------------------------------------------------------ opening
     def open(self, open_packet: str) -> None:
@@ -203,8 +195,8 @@ class EngineSocket:
         """Queue or write one encoded packet (see the module rules)."""
         if self.ready_state in ("closing", "closed"):
             return  # as in Node, nothing new is sent once closing started
-        if self._handlers.get("packet_create"):
-            self._emit("packet_create", packet)
+        if self._listeners.get("packet_create"):
+            self.emit("packet_create", packet)
         if self._ws_active:
             if self._busy:
                 if not volatile:   # a busy connection drops volatile packets first
@@ -406,17 +398,17 @@ class EngineSocket:
         if self._timeout_timer is not None:
             self._timeout_timer.stop()
         self._schedule_ping()
-        if self._handlers.get("heartbeat"):
-            self._emit("heartbeat")
+        if self._listeners.get("heartbeat"):
+            self.emit("heartbeat")
 
     # ------------------------------------------------------------------ incoming
     def _on_packet(self, ptype: int, data) -> None:
         if self.ready_state != "open" or self._close_pending:
             return
-        if self._handlers.get("packet"):
-            self._emit("packet", ptype, data)
+        if self._listeners.get("packet"):
+            self.emit("packet", ptype, data)
         if ptype == MESSAGE:
-            self._emit("message", data)
+            self.emit("message", data)
         elif ptype == PONG:
             self._on_pong()
         elif ptype == PING:
@@ -689,8 +681,8 @@ class EngineSocket:
     def _on_probe_packet(self, reader: _Reader, ptype: int, data) -> bool:
         if ptype == PING and data == "probe" and self.ready_state == "open":
             reader.send_now(_speedups.encode_eio(PONG, "probe").ws)
-            if self._handlers.get("upgrading"):
-                self._emit("upgrading")
+            if self._listeners.get("upgrading"):
+                self.emit("upgrading")
             timer = self._upgrade_check = get_hub().loop.timer(
                 UPGRADE_CHECK_INTERVAL, UPGRADE_CHECK_INTERVAL)
             timer.start(self._upgrade_check_tick)
@@ -703,7 +695,7 @@ class EngineSocket:
             self._attach_websocket(reader)
             if self._poll_waiter is not None:
                 self._poll_waiter.set()   # the pending GET returns a noop
-            self._emit("upgrade")
+            self.emit("upgrade")
             return True
         # anything else during the probe aborts the upgrade, not the session
         self._cancel_upgrade()
@@ -828,7 +820,7 @@ class EngineSocket:
                 ws.shutdown()
             ws.release()
         try:
-            self._emit("close", reason, description)
+            self.emit("close", reason, description)
         finally:
             self._table.remove(self.slot)
             self.server._forget(self)

@@ -18,11 +18,12 @@ from flask.testing import EnvironBuilder
 
 from roomcast import _speedups
 from roomcast.client import Client
+from roomcast.events import EventEmitter
 from roomcast.sio_packet import (ACK, BINARY_ACK, BINARY_EVENT, CONNECT, CONNECT_ERROR,
                                  DISCONNECT, EVENT, Decoder)
 
 
-class _LoopbackConnection:
+class _LoopbackConnection(EventEmitter):
     """The Engine.IO connection of a test client (what roomcast.Client talks to)."""
 
     transport = "polling"
@@ -34,25 +35,14 @@ class _LoopbackConnection:
         self.remote_address = environ.get("REMOTE_ADDR")
         self.ready_state = "open"
         self.upgraded = False
-        self._handlers: dict[str, list[Callable]] = {}
+        EventEmitter.__init__(self)
         self._receive = receive
         self._table = server.engine.table
         self.slot = self._table.add(self)
         self._decoder = Decoder()
 
-    def on(self, event: str, handler: Callable) -> Callable:
-        self._handlers.setdefault(event, []).append(handler)
-        return handler
-
-    def off(self, event: str, handler: Callable | None = None) -> None:
-        if handler is None:
-            self._handlers.pop(event, None)
-        elif handler in self._handlers.get(event, ()):
-            self._handlers[event].remove(handler)
-
-    def _emit(self, event: str, *args: Any) -> None:
-        for handler in list(self._handlers.get(event, ())):
-            handler(*args)
+    def listener_failed(self, event: Any) -> None:
+        raise   # the server's error reaches the test that sent the packet
 
     # server -> client
     def push(self, packet: Any, volatile: bool = False) -> None:
@@ -74,9 +64,9 @@ class _LoopbackConnection:
     # client -> server
     def deliver(self, ptype: int, nsp: str, data: Any = None, pid: int | None = None) -> None:
         encoded = _speedups.encode_packet(ptype, nsp, data, pid)
-        self._emit("message", encoded.text[1:])
+        self.emit("message", encoded.text[1:])
         for attachment in encoded.attachments:
-            self._emit("message", attachment)
+            self.emit("message", attachment)
 
     def close(self, reason: str = "forced close") -> None:
         if self.ready_state == "closed":
@@ -86,7 +76,7 @@ class _LoopbackConnection:
             self._table.remove(self.slot)
         except KeyError:
             pass
-        self._emit("close", reason, None)
+        self.emit("close", reason, None)
 
 
 class SocketIOTestClient:
