@@ -60,9 +60,11 @@ def _query_of(environ: dict) -> dict[str, Any]:
     return query
 
 
-def build_handshake(environ: dict, auth: Any) -> dict:
-    """Node's socket.handshake, from the WSGI environ of the session's first request."""
-    now = time.time()
+def build_handshake(environ: dict, auth: Any, now: float | None = None) -> dict:
+    """Node's socket.handshake, from the WSGI environ of the session's first request
+    (``now``: the time of the connection, time.time(); by default the present)."""
+    if now is None:
+        now = time.time()
     url = environ.get("PATH_INFO", "/")
     if environ.get("QUERY_STRING"):
         url += "?" + environ["QUERY_STRING"]
@@ -79,6 +81,14 @@ def build_handshake(environ: dict, auth: Any) -> dict:
         "query": _query_of(environ),
         "auth": auth if auth is not None else {},
     }
+
+
+def _without(items: list | tuple, fn: Callable) -> list:
+    """A copy of ``items`` without the first ``fn`` (listeners are replaced, never
+    changed in place: a dispatch may be iterating over the old list)."""
+    kept = list(items)
+    kept.remove(fn)
+    return kept
 
 
 def run_middlewares(fns: list[Callable], arg: Any, done: Callable[[Any], None]) -> None:
@@ -189,6 +199,16 @@ class Socket(_Emitting, EventEmitter):
     """One client connected to one namespace."""
 
     _flags = _NO_FLAGS
+    # Containers most sockets never fill are shared empty tuples until first used:
+    # every container a connection keeps is one more object for each of the cyclic
+    # GC's full collections to walk, and they come more often the more there are.
+    _pending_rooms: list | tuple = ()   # joined in a connection middleware
+    _missed: list | tuple = ()          # a recovered socket's missed packets, sent on connect
+    _fns: list | tuple = ()             # use()
+    _any: list | tuple = ()             # on_any()
+    _any_outgoing: list | tuple = ()    # on_any_outgoing()
+    _waiters: set | None = None         # emit_with_ack() callers waiting
+    _handshake: dict | None = None
 
     def __init__(self, nsp: "Namespace", client: "Client", auth: Any,
                  session: dict | None = None) -> None:
@@ -197,9 +217,9 @@ class Socket(_Emitting, EventEmitter):
         self.server = nsp.server
         self.client = client
         self.conn = client.conn
-        self.handshake = build_handshake(client.conn.environ, auth)
-        self._pending_rooms: list = []     # joined in a connection middleware
-        self._missed: list = []            # a recovered socket's missed packets, sent on connect
+        # socket.handshake is built when first read, from what the connection had now
+        self._auth = auth
+        self._time = time.time()
         self.recovered = session is not None
         if session is not None:   # connection state recovery: the same socket again
             self.id, self.pid = session["sid"], session["pid"]
@@ -212,11 +232,7 @@ class Socket(_Emitting, EventEmitter):
             self.data = {}
         self._state = PENDING
         self._acks: dict[int, Callable] = {}
-        self._fns: list[Callable] = []
-        self._any: list[Callable] = []
-        self._any_outgoing: list[Callable] = []
         self._early: list | None = []      # events that came before `connection` returned
-        self._waiters: set[AsyncResult] = set()
         self._left: str | None = None      # the client's DISCONNECT arrived, its close is queued
 
     def _target(self) -> "Socket":
@@ -237,6 +253,21 @@ class Socket(_Emitting, EventEmitter):
         return self.conn.environ
 
     @property
+    def handshake(self) -> dict:
+        """Node's socket.handshake: headers, time, address, xdomain, secure, issued,
+        url, query and auth of the connection."""
+        handshake = self._handshake
+        if handshake is None:
+            handshake = self._handshake = build_handshake(self.conn.environ, self._auth,
+                                                          self._time)
+            self._auth = None
+        return handshake
+
+    @handshake.setter
+    def handshake(self, value: dict) -> None:
+        self._handshake = value
+
+    @property
     def rooms(self) -> set:
         if self._state == CONNECTED:
             return self.nsp.adapter.socket_rooms(self.id) or set()
@@ -251,6 +282,8 @@ class Socket(_Emitting, EventEmitter):
         if self._state == CONNECTED:
             self.nsp.adapter.add_all(self.id, rooms)
         elif self._state == PENDING:
+            if not self._pending_rooms:
+                self._pending_rooms = []
             self._pending_rooms.extend(r for r in rooms if r not in self._pending_rooms)
 
     def leave(self, room: Any) -> None:
@@ -263,22 +296,22 @@ class Socket(_Emitting, EventEmitter):
 
     def use(self, fn: Callable) -> "Socket":
         """``fn([event, *args], next)`` for each incoming event, before its handlers."""
-        self._fns.append(fn)
+        self._fns = [*self._fns, fn]
         return self
 
     def on_any(self, fn: Callable) -> Callable:
-        self._any.append(fn)
+        self._any = [*self._any, fn]
         return fn
 
     def prepend_any(self, fn: Callable) -> Callable:
-        self._any.insert(0, fn)
+        self._any = [fn, *self._any]
         return fn
 
     def off_any(self, fn: Callable | None = None) -> None:
         if fn is None:
-            self._any.clear()
+            self._any = ()
         elif fn in self._any:
-            self._any.remove(fn)
+            self._any = _without(self._any, fn)
 
     def listeners_any(self) -> list[Callable]:
         return list(self._any)
@@ -286,21 +319,20 @@ class Socket(_Emitting, EventEmitter):
     def on_any_outgoing(self, fn: Callable) -> Callable:
         if not self._any_outgoing:
             self.nsp._outgoing_listeners += 1
-        self._any_outgoing.append(fn)
+        self._any_outgoing = [*self._any_outgoing, fn]
         return fn
 
     def prepend_any_outgoing(self, fn: Callable) -> Callable:
         self.on_any_outgoing(fn)
-        self._any_outgoing.remove(fn)
-        self._any_outgoing.insert(0, fn)
+        self._any_outgoing = [fn, *_without(self._any_outgoing, fn)]
         return fn
 
     def off_any_outgoing(self, fn: Callable | None = None) -> None:
         had = bool(self._any_outgoing)
         if fn is None:
-            self._any_outgoing.clear()
+            self._any_outgoing = ()
         elif fn in self._any_outgoing:
-            self._any_outgoing.remove(fn)
+            self._any_outgoing = _without(self._any_outgoing, fn)
         if had and not self._any_outgoing:
             self.nsp._outgoing_listeners -= 1
 
@@ -372,12 +404,15 @@ class Socket(_Emitting, EventEmitter):
                     result.set(ack_value(values))
         if self._state == CLOSED:
             raise DisconnectedError("the socket is disconnected")
-        self._waiters.add(result)
+        waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = set()
+        waiters.add(result)
         try:
             self._emit(event, args, done, flags)
             return result.get()
         finally:
-            self._waiters.discard(result)
+            waiters.discard(result)
 
     def _make_ack(self, pid: int) -> Callable[..., None]:
         sent = False
@@ -459,17 +494,17 @@ class Socket(_Emitting, EventEmitter):
     def _on_connect(self) -> None:
         """Accepted: into the rooms, then the CONNECT reply."""
         self._state = CONNECTED
-        rooms, self._pending_rooms = self._pending_rooms + [self.id], []
+        rooms, self._pending_rooms = [*self._pending_rooms, self.id], ()
         self.nsp.adapter.add_all(self.id, rooms)
         self._packet(CONNECT, {"sid": self.id} if self.pid is None else {"sid": self.id, "pid": self.pid})
-        missed, self._missed = self._missed, []
+        missed, self._missed = self._missed, ()
         for packet in missed:   # in order; each carries its offset as its last argument
             self.client._send(packet if not isinstance(packet, list)
                               else self.server.encode_packet(EVENT, self.nsp.name, packet))
 
     def _refuse(self, payload: dict) -> None:
         self._state = CLOSED
-        self._pending_rooms = []
+        self._pending_rooms = ()
         self._packet(CONNECT_ERROR, payload)
 
     def _ready(self) -> None:
@@ -508,7 +543,7 @@ class Socket(_Emitting, EventEmitter):
         self.client._remove(self)
         if self._any_outgoing:
             self.off_any_outgoing()
-        for waiter in list(self._waiters):
+        for waiter in list(self._waiters or ()):
             waiter.set_exception(DisconnectedError(reason))
         self.emit_reserved("disconnect", reason)
 
