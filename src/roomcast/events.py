@@ -22,6 +22,9 @@ class EventEmitter:
     the arguments of an ``emit`` nobody listens to.
     """
 
+    # a slot, so that a subclass with slots (EngineSocket) can do without a __dict__
+    __slots__ = ("_listeners",)
+
     def __init__(self) -> None:
         self._listeners: dict[Any, list[Callable]] = {}
 

@@ -7,7 +7,7 @@ import os
 import time
 import urllib.parse
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import gevent
 from gevent.event import AsyncResult
@@ -38,7 +38,7 @@ def generate_id() -> str:
     return base64.urlsafe_b64encode(os.urandom(15)).decode("ascii")
 
 
-def _headers_of(environ: dict) -> dict[str, str]:
+def _headers_of(environ: Mapping[str, Any]) -> dict[str, str]:
     # Node lower-cases header names; WSGI keeps two of them outside HTTP_*.
     headers = {key[5:].replace("_", "-").lower(): value
                for key, value in environ.items() if key.startswith("HTTP_")}
@@ -48,7 +48,7 @@ def _headers_of(environ: dict) -> dict[str, str]:
     return headers
 
 
-def _query_of(environ: dict) -> dict[str, Any]:
+def _query_of(environ: Mapping[str, Any]) -> dict[str, Any]:
     query: dict[str, Any] = {}
     for name, value in urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""),
                                               keep_blank_values=True):
@@ -60,7 +60,7 @@ def _query_of(environ: dict) -> dict[str, Any]:
     return query
 
 
-def build_handshake(environ: dict, auth: Any, now: float | None = None) -> dict:
+def build_handshake(environ: Mapping[str, Any], auth: Any, now: float | None = None) -> dict:
     """Node's socket.handshake, from the WSGI environ of the session's first request
     (``now``: the time of the connection, time.time(); by default the present)."""
     if now is None:
@@ -258,8 +258,8 @@ class Socket(_Emitting, EventEmitter):
         url, query and auth of the connection."""
         handshake = self._handshake
         if handshake is None:
-            handshake = self._handshake = build_handshake(self.conn.environ, self._auth,
-                                                          self._time)
+            handshake = self._handshake = build_handshake(self.conn.request_environ(),
+                                                          self._auth, self._time)
             self._auth = None
         return handshake
 

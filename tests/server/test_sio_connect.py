@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import roomcast
 from roomcast.errors import ConnectError
@@ -46,6 +47,22 @@ def test_handshake_fields_and_auth(serve, run_js):
     assert hs["secure"] is False and hs["xdomain"] is False
     assert isinstance(hs["issued"], int) and isinstance(hs["time"], str)
     assert hs["url"].startswith("/socket.io/?")
+
+
+def test_handshake_read_later_is_the_connections(serve, run_js):
+    # socket.handshake is built when first read: it still tells the connection's time,
+    # and socket.environ still holds the whole first request (wsgi.errors included)
+    io = roomcast.Server()
+    seen = []
+    io.on("connection", lambda socket: seen.append((socket, int(time.time() * 1000))))
+    run_js('const s = io(URL, {auth: {a: 1}}); await once(s, "connect"); done(null);', serve(io))
+    socket, handler_ms = seen[0]
+    hs = socket.handshake
+    assert hs["issued"] <= handler_ms and hs["auth"] == {"a": 1}
+    assert socket.handshake is hs
+    env = socket.environ
+    assert env["PATH_INFO"] == "/socket.io/" and env["REMOTE_ADDR"] == hs["address"]
+    assert env["wsgi.errors"] is not None and env["wsgi.input"].read() == b""
 
 
 def test_auth_defaults_to_empty_dict(serve, run_js):

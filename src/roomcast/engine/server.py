@@ -31,13 +31,17 @@ log = logging.getLogger("roomcast.engine")
 
 TRANSPORTS = ("polling", "websocket")
 # per-request I/O objects a session must not keep alive (the request's reader holds an
-# 8 KiB buffer and its socket): a session's environ is a copy without them
+# 8 KiB buffer and its socket): a session's environ is a copy without them (and
+# without wsgi.errors, which the session keeps beside it: see EngineSocket.environ)
 _REQUEST_IO = ("wsgi.input", "wsgi.websocket", "gunicorn.socket", "gunicorn.sock",
-               "roomcast.connection")
+               "roomcast.connection", "wsgi.errors")
 
 
 class _NoBody:
-    """The wsgi.input of a session's environ: its request body is long gone."""
+    """The wsgi.input of a session's environ: its request body is long gone.
+    (No slots: its instance is not tracked by the cyclic GC, nor are the dicts it is in.)"""
+
+    __slots__ = ()
 
     def read(self, size: int = -1) -> bytes:
         return b""
@@ -73,7 +77,8 @@ def _retire(ws) -> None:
 
 
 def session_environ(environ: dict) -> dict:
-    """A copy of the first request's environ, for the whole session."""
+    """A copy of the first request's environ, for the whole session (without its
+    input, and without wsgi.errors, which EngineSocket puts in when it is read)."""
     kept = {key: value for key, value in environ.items() if key not in _REQUEST_IO}
     kept["wsgi.input"] = _NO_BODY
     return kept
@@ -318,7 +323,8 @@ class EngineServer(EventEmitter):
     # ------------------------------------------------------------------ handshakes
     def _new_session(self, environ: dict, transport: str) -> EngineSocket:
         sid = generate_id()
-        conn = EngineSocket(self, sid, session_environ(environ), transport)
+        conn = EngineSocket(self, sid, session_environ(environ), transport,
+                            environ.get("wsgi.errors"))
         upgrades = (["websocket"] if transport == "polling" and self.allow_upgrades
                     and "websocket" in self.transports else [])
         open_packet = json.dumps({

@@ -31,7 +31,8 @@ import socket as stdsocket
 import sys
 import termios
 import time
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 import gevent
 from gevent import get_hub, getcurrent
@@ -120,10 +121,29 @@ class EngineSocket(EventEmitter):
     that raises is logged; the session goes on.
     """
 
-    def __init__(self, server, sid: str, environ: dict, transport: str) -> None:
+    # Slots: a session's attributes outnumber what CPython keeps inline, so without
+    # them every session would keep a separate __dict__, one more object for each
+    # full collection of the cyclic GC to walk (__dict__ stays for attributes that
+    # applications add).
+    __slots__ = (
+        "server", "id", "_environ", "_errors", "transport", "protocol", "ready_state",
+        "upgrading", "upgraded", "remote_address", "_queue", "_sent",
+        "_stall_timer", "_gave_up", "_table", "slot", "_ws", "_sock", "_fd",
+        "_deflate_threshold", "_ws_active", "_busy", "_writer", "_write_watcher",
+        "_close_when_flushed", "_close_pending", "_closing_reason", "_poll_waiter",
+        "_posting", "_closed_by_client", "_close_timer", "_ping_timer", "_timeout_timer",
+        "_pong_deadline", "_upgrade_timer", "_upgrade_check", "_probe", "_probe_reading",
+        "_settlers", "__dict__", "__weakref__")
+
+    def __init__(self, server, sid: str, environ: dict, transport: str,
+                 errors: Any = None) -> None:
         self.server = server
         self.id = sid
-        self.environ = environ
+        # The session keeps its first request's environ for its whole life. A dict of
+        # strings and numbers only is not tracked by the cyclic GC; its one stream,
+        # ``errors`` (wsgi.errors), is put in when the environ is first read.
+        self._environ = environ
+        self._errors = errors
         self.transport = transport
         self.protocol = 4
         self.ready_state = "opening"
@@ -163,6 +183,25 @@ class EngineSocket(EventEmitter):
         self._probe: _Reader | None = None
         self._probe_reading = False   # the probe reader is handling a chunk
         self._settlers: list[Event] = []   # polling requests waiting for it (settle_upgrade)
+
+    @property
+    def environ(self) -> dict:
+        """The WSGI environ of the session's first request (its body excepted)."""
+        errors = self._errors
+        if errors is not None:
+            self._errors = None
+            self._environ["wsgi.errors"] = errors
+        return self._environ
+
+    @environ.setter
+    def environ(self, environ: dict) -> None:
+        self._environ = environ
+        self._errors = None
+
+    def request_environ(self) -> Mapping[str, Any]:
+        """The environ, read-only, without wsgi.errors: for reading the request's
+        values (headers, path...) without putting the stream in (see ``environ``)."""
+        return MappingProxyType(self._environ)
 
     @property
     def per_message_deflate(self) -> bool:

@@ -12,7 +12,8 @@ message queue is refused.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 from flask.testing import EnvironBuilder
 
@@ -43,6 +44,9 @@ class _LoopbackConnection(EventEmitter):
 
     def listener_failed(self, event: Any) -> None:
         raise   # the server's error reaches the test that sent the packet
+
+    def request_environ(self) -> Mapping[str, Any]:
+        return MappingProxyType(self.environ)
 
     # server -> client
     def push(self, packet: Any, volatile: bool = False) -> None:
