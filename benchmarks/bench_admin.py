@@ -21,11 +21,12 @@ import uuid
 
 import roomcast
 from roomcast.client import Client
+from roomcast.events import EventEmitter
 from roomcast.sio_packet import CONNECT
 from roomcast import _speedups
 
 
-class _BenchConnection:
+class _BenchConnection(EventEmitter):
     """An Engine.IO connection the Socket.IO layer can use; the fan-out writes to fd."""
 
     transport = "websocket"
@@ -35,16 +36,12 @@ class _BenchConnection:
         self.id = uuid.uuid4().hex
         self.environ = {"REMOTE_ADDR": "127.0.0.1", "QUERY_STRING": "EIO=4",
                         "PATH_INFO": "/socket.io/", "wsgi.url_scheme": "http"}
-        self._handlers: dict = {}
+        EventEmitter.__init__(self)
         self.slot = io.engine.table.add(self)
         io.engine.table.set_fd(self.slot, fd)
 
-    def on(self, event, handler):
-        self._handlers.setdefault(event, []).append(handler)
-        return handler
-
-    def off(self, event, handler=None):
-        self._handlers.pop(event, None)
+    def listener_failed(self, event):
+        raise   # a failing benchmark stops
 
     def push(self, packet, volatile=False):   # only when a write would block: drop it
         pass
@@ -57,8 +54,7 @@ class _BenchConnection:
 
     def deliver(self, ptype, nsp, data=None):
         encoded = _speedups.encode_packet(ptype, nsp, data)
-        for handler in self._handlers.get("message", ()):
-            handler(encoded.text[1:])
+        self.emit("message", encoded.text[1:])
 
 
 def build(n: int, mode: str | None):
