@@ -253,6 +253,18 @@ class RequestTable:
         gevent.spawn_later(lifetime, self.acks.pop, request_id, None)
         return request_id
 
+    def publish_acks(self, client_count: Callable[[int], None], ack: Callable[..., None],
+                     lifetime: float, publish: Callable[[str], bool],
+                     server_count: Callable[[], int]) -> None:
+        """The cluster part of a broadcast with acks: its callbacks registered (add_acks),
+        then ``publish(request_id)`` sends the request to the other servers. When it could
+        not (False: the data cannot be encoded, logged), the callbacks go and the other
+        servers count as having no recipients, so the acks complete with this server's."""
+        request_id = self.add_acks(client_count, ack, lifetime)
+        if not publish(request_id):
+            self.acks.pop(request_id, None)
+            count_unreached_servers(server_count(), client_count)
+
     def on_client_count(self, request_id: Any, count: Any) -> bool:
         callbacks = self.acks.get(request_id) if isinstance(request_id, str) else None
         if callbacks is None:
@@ -405,15 +417,16 @@ class ClusterAdapter(InMemoryAdapter):
                            ack: Callable[..., None]) -> None:
         check_intersection(opts, self.allow_intersections)
         if not opts.flags.local:
-            request_id = self.requests.add_acks(client_count_callback, ack,
-                                                ack_lifetime(opts, self.requests_timeout))
-            try:
-                self.publish(MessageType.BROADCAST, {"packet": self.wire_packet(packet),
-                                                     "requestId": request_id, "opts": opts_to_wire(opts)})
-            except (TypeError, ValueError) as exc:
-                log_not_sent(log, packet, exc)
-                self.requests.acks.pop(request_id, None)
-                count_unreached_servers(self.server_count(), client_count_callback)
+            def publish(request_id: str) -> bool:
+                try:
+                    self.publish(MessageType.BROADCAST, {"packet": self.wire_packet(packet),
+                                                         "requestId": request_id, "opts": opts_to_wire(opts)})
+                except (TypeError, ValueError) as exc:
+                    log_not_sent(log, packet, exc)
+                    return False
+                return True
+            self.requests.publish_acks(client_count_callback, ack,
+                                       ack_lifetime(opts, self.requests_timeout), publish, self.server_count)
         InMemoryAdapter.broadcast_with_ack(self, packet, opts, client_count_callback, ack)
 
     # -- operations on sockets of every server ------------------------------------------

@@ -184,17 +184,17 @@ class RedisAdapter(InMemoryAdapter):
                            ack: Callable[..., None]) -> None:
         check_intersection(opts, self.allow_intersections)
         if not opts.flags.local:
-            request_id = self.requests.add_acks(client_count_callback, ack,
-                                                ack_lifetime(opts, self.requests_timeout))
-            message = proto.encode_or_log(log, {
-                "uid": self.uid, "requestId": request_id, "type": proto.BROADCAST,
-                "packet": self._wire_packet(packet), "opts": opts_to_wire(opts),
-            }, packet)
-            if message is not None:
+            def publish(request_id: str) -> bool:
+                message = proto.encode_or_log(log, {
+                    "uid": self.uid, "requestId": request_id, "type": proto.BROADCAST,
+                    "packet": self._wire_packet(packet), "opts": opts_to_wire(opts),
+                }, packet)
+                if message is None:
+                    return False
                 self.hub.publish(self.request_channel, message)
-            else:
-                self.requests.acks.pop(request_id, None)
-                proto.count_unreached_servers(self.server_count(), client_count_callback)
+                return True
+            self.requests.publish_acks(client_count_callback, ack,
+                                       ack_lifetime(opts, self.requests_timeout), publish, self.server_count)
         InMemoryAdapter.broadcast_with_ack(self, packet, opts, client_count_callback, ack)
 
     def _on_message(self, channel: str, data: bytes) -> None:
