@@ -31,13 +31,13 @@ class Client:
         self.decoder = server.new_decoder()
         self.sockets: dict[str, "Socket"] = {}   # by socket id
         self.nsps: dict[str, "Socket"] = {}      # by namespace name
-        self._connecting: set[str] = set()       # CONNECTs still in middlewares
+        self._connecting: set[str] | tuple = ()  # CONNECTs still in middlewares (a set once used)
         self._closed = False
         self._failed = False   # a protocol violation: the close is on its way, input is ignored
         conn.on("message", self._on_data)
         conn.on("close", self._on_close)
         self._connect_timer = gevent.get_hub().loop.timer(server.connect_timeout)
-        self._connect_timer.start(self._on_connect_timeout)
+        self._connect_timer.start(self._on_connect_timeout)   # None once a namespace joined
 
     # -- incoming ---------------------------------------------------------------
     # Called where the data was read: for WebSocket that is an event-loop callback, so
@@ -69,6 +69,8 @@ class Client:
         socket = self.nsps.get(nsp)
         if packet.type == CONNECT:
             if socket is None and nsp not in self._connecting:
+                if not self._connecting:
+                    self._connecting = set()
                 self._connecting.add(nsp)
                 auth = packet.data if isinstance(packet.data, dict) else {}
                 self.server._spawn(self._connect, nsp, auth)
@@ -100,9 +102,16 @@ class Client:
             if socket is not None:
                 self.sockets[socket.id] = socket
                 self.nsps[nsp.name] = socket
-                self._connect_timer.stop()
+                self._drop_connect_timer()
 
         nsp._add(self, auth, on_done)
+
+    def _drop_connect_timer(self) -> None:
+        # closed rather than stopped: the connection does not keep it (nor this bound method)
+        timer, self._connect_timer = self._connect_timer, None
+        if timer is not None:
+            timer.stop()
+            timer.close()
 
     def _on_connect_timeout(self) -> None:
         # runs in the hub: only schedule the close
@@ -149,8 +158,7 @@ class Client:
                 table.set_fd(self.conn.slot, -1)
         except KeyError:
             pass   # the engine already freed the slot
-        self._connect_timer.stop()
-        self._connect_timer.close()
+        self._drop_connect_timer()
         for socket in list(self.sockets.values()):
             socket._on_close(reason, description)
         self.sockets.clear()

@@ -37,27 +37,6 @@ _REQUEST_IO = ("wsgi.input", "wsgi.websocket", "gunicorn.socket", "gunicorn.sock
                "roomcast.connection", "wsgi.errors")
 
 
-class _NoBody:
-    """The wsgi.input of a session's environ: its request body is long gone.
-    (No slots: its instance is not tracked by the cyclic GC, nor are the dicts it is in.)"""
-
-    __slots__ = ()
-
-    def read(self, size: int = -1) -> bytes:
-        return b""
-
-    readline = read
-
-    def readlines(self, hint: int = -1) -> list:
-        return []
-
-    def __iter__(self):
-        return iter(())
-
-
-_NO_BODY = _NoBody()
-
-
 class _RetiredWebSocket(WebSocket):
     """gevent-websocket's WebSocket once the engine owns (or has closed) its connection.
     Its ``__del__`` would call ``close()`` again, which on a closed WebSocket builds a
@@ -77,11 +56,10 @@ def _retire(ws) -> None:
 
 
 def session_environ(environ: dict) -> dict:
-    """A copy of the first request's environ, for the whole session (without its
-    input, and without wsgi.errors, which EngineSocket puts in when it is read)."""
-    kept = {key: value for key, value in environ.items() if key not in _REQUEST_IO}
-    kept["wsgi.input"] = _NO_BODY
-    return kept
+    """A copy of the first request's environ, for the whole session, without its
+    input and wsgi.errors (EngineSocket.environ puts an empty body and the stream
+    in when it is first read)."""
+    return {key: value for key, value in environ.items() if key not in _REQUEST_IO}
 
 
 _sid_tag = ""

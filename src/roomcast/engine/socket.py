@@ -113,6 +113,26 @@ class _Reader:
             on_release()
 
 
+class _NoBody:
+    """The wsgi.input of a session's environ: its request body is long gone."""
+
+    __slots__ = ()
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    readline = read
+
+    def readlines(self, hint: int = -1) -> list:
+        return []
+
+    def __iter__(self):
+        return iter(())
+
+
+_NO_BODY = _NoBody()
+
+
 class EngineSocket(EventEmitter):
     """An Engine.IO session (``socket`` in Node's engine.io).
 
@@ -126,7 +146,7 @@ class EngineSocket(EventEmitter):
     # full collection of the cyclic GC to walk (__dict__ stays for attributes that
     # applications add).
     __slots__ = (
-        "server", "id", "_environ", "_errors", "transport", "protocol", "ready_state",
+        "server", "id", "_environ", "_errors", "_environ_complete", "transport", "protocol", "ready_state",
         "upgrading", "upgraded", "remote_address", "_queue", "_sent",
         "_stall_timer", "_gave_up", "_table", "slot", "_ws", "_sock", "_fd",
         "_deflate_threshold", "_ws_active", "_busy", "_writer", "_write_watcher",
@@ -140,10 +160,12 @@ class EngineSocket(EventEmitter):
         self.server = server
         self.id = sid
         # The session keeps its first request's environ for its whole life. A dict of
-        # strings and numbers only is not tracked by the cyclic GC; its one stream,
-        # ``errors`` (wsgi.errors), is put in when the environ is first read.
+        # strings and numbers only is not tracked by the cyclic GC: its two objects,
+        # an empty wsgi.input and ``errors`` (wsgi.errors), are put in when the
+        # environ is first read.
         self._environ = environ
         self._errors = errors
+        self._environ_complete = False
         self.transport = transport
         self.protocol = 4
         self.ready_state = "opening"
@@ -182,25 +204,28 @@ class EngineSocket(EventEmitter):
         self._upgrade_check = None
         self._probe: _Reader | None = None
         self._probe_reading = False   # the probe reader is handling a chunk
-        self._settlers: list[Event] = []   # polling requests waiting for it (settle_upgrade)
+        self._settlers: list[Event] | tuple = ()   # polling requests waiting for it (settle_upgrade)
 
     @property
     def environ(self) -> dict:
         """The WSGI environ of the session's first request (its body excepted)."""
-        errors = self._errors
-        if errors is not None:
-            self._errors = None
-            self._environ["wsgi.errors"] = errors
-        return self._environ
+        environ = self._environ
+        if not self._environ_complete:
+            self._environ_complete = True
+            environ["wsgi.input"] = _NO_BODY
+            if self._errors is not None:
+                environ["wsgi.errors"] = self._errors
+                self._errors = None
+        return environ
 
     @environ.setter
     def environ(self, environ: dict) -> None:
         self._environ = environ
-        self._errors = None
+        self._environ_complete = True
 
     def request_environ(self) -> Mapping[str, Any]:
-        """The environ, read-only, without wsgi.errors: for reading the request's
-        values (headers, path...) without putting the stream in (see ``environ``)."""
+        """The environ, read-only, maybe without wsgi.input and wsgi.errors: for reading
+        the request's values (headers, path...) without putting them in (``environ``)."""
         return MappingProxyType(self._environ)
 
     @property
@@ -544,11 +569,24 @@ class EngineSocket(EventEmitter):
         # one goes through push(), which queues the packet's shared compressed frames
         self._table.set_fd(self.slot, fd if reader.deflate_threshold is None else -1)
         self._sent.clear()   # polling records were counted; the frames count from now
+        if self._queue and fd >= 0 and not self._busy:
+            self._send_queued_at_once()
         self._sent.add(sum(len(item if isinstance(item, bytes) else item.ws) for item in self._queue))
         if self._queue:
             self._start_writer()
             if self._write_watcher is not None:
                 self._on_writable()   # the socket is fresh: no need to wait for the loop
+
+    def _send_queued_at_once(self) -> None:
+        """A fresh plain socket: what was queued before it came (a new session's open
+        packet) is written now, without the busy state, its stall timer and a write
+        watcher; only what the kernel does not take stays queued."""
+        data = self._joined(self._queue)
+        try:
+            n = self._sock.send(data)
+        except OSError:   # not writable now, or an error that the writer meets again
+            n = 0
+        self._queue = [data[n:]] if n < len(data) else []
 
     def _open_websocket(self, sock, probing: bool, deflate=None) -> _Reader:
         limit = self.server.max_http_buffer_size
@@ -677,11 +715,11 @@ class EngineSocket(EventEmitter):
             if left <= 0:
                 return
             settled = Event()
-            self._settlers.append(settled)
+            self._settlers = [*self._settlers, settled]
             settled.wait(min(left, 0.1))
 
     def _wake_settlers(self) -> None:
-        settlers, self._settlers = self._settlers, []
+        settlers, self._settlers = self._settlers, ()
         for settled in settlers:
             settled.set()
 
