@@ -137,6 +137,17 @@ def _is_room_list(room: Any) -> bool:
     return hasattr(room, "__len__") and not isinstance(room, (str, bytes))
 
 
+def event_decorator(on: Callable[..., Callable], args: tuple, kwargs: dict) -> Callable:
+    """``@x.event`` / ``@x.event(namespace=...)`` (python-socketio's and Flask-SocketIO's)
+    for an ``x.on(event, ...)`` that returns a decorator: the function's name is the event."""
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return on(args[0].__name__)(args[0])
+
+    def set_handler(handler: Callable) -> Callable:
+        return on(handler.__name__, *args, **kwargs)(handler)
+    return set_handler
+
+
 class _SessionContext:
     def __init__(self, server: "Server", sid: str, namespace: str | None) -> None:
         self.server, self.sid, self.namespace = server, sid, namespace
@@ -226,12 +237,7 @@ class Server:
 
     def event(self, *args: Any, **kwargs: Any) -> Callable:
         """``@sio.event`` / ``@sio.event(namespace=...)``: the function name is the event."""
-        if len(args) == 1 and not kwargs and callable(args[0]):
-            return self.on(args[0].__name__)(args[0])
-
-        def set_handler(handler: Callable) -> Callable:
-            return self.on(handler.__name__, *args, **kwargs)(handler)
-        return set_handler
+        return event_decorator(self.on, args, kwargs)
 
     def register_namespace(self, namespace_handler: Any) -> None:
         """Register a class-based namespace (ours or a python-socketio one)."""

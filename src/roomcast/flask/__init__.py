@@ -27,6 +27,7 @@ from flask.sessions import SessionMixin
 
 from roomcast import compat
 from roomcast.compat.exceptions import ConnectionRefusedError  # noqa: F401  (re-exported)
+from roomcast.compat.server import event_decorator
 
 from .namespace import Namespace
 from .testing import SocketIOTestClient
@@ -182,12 +183,7 @@ class SocketIO:
 
     def event(self, *args: Any, **kwargs: Any) -> Callable:
         """``@socketio.event`` / ``@socketio.event(namespace=...)``: named after the function."""
-        if len(args) == 1 and not kwargs and callable(args[0]):
-            return self.on(args[0].__name__)(args[0])
-
-        def set_handler(handler: Callable) -> Callable:
-            return self.on(handler.__name__, *args, **kwargs)(handler)
-        return set_handler
+        return event_decorator(self.on, args, kwargs)
 
     def on_namespace(self, namespace_handler: Namespace) -> None:
         if not isinstance(namespace_handler, Namespace):
