@@ -9,46 +9,20 @@ over the second half, by a least-squares line).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import gevent
-from gevent import socket
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from clients import open_clients  # noqa: E402
-from run import SERVERS, free_port, proc_rss, stop  # noqa: E402
+from run import free_port, proc_rss, stop  # noqa: E402
+from server_runs import run_sessions, start_server, write_results  # noqa: E402
 
 SETTLE = 2.5   # seconds after the resets before RSS is read (roomcast trims 1-2 s after closes)
-
-
-def start_server(name: str, port: int, log, argv: list[str] | None = None) -> subprocess.Popen:
-    """Start a benchmark server with the roomcast *installed* in this interpreter's
-    environment (pip install '.[bench]'), not the source tree (run.py's way)."""
-    _, default_argv, extra = SERVERS[name]
-    if name == "node" and not (HERE / "node" / "node_modules").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE / "node", check=True)
-    env = dict(os.environ, **extra)
-    proc = subprocess.Popen((argv or default_argv) + [str(port)], env=env, stdout=log, stderr=log,
-                            start_new_session=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited at start (code {proc.returncode}); see {log.name}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
-        except OSError:
-            gevent.sleep(0.1)
-    stop(proc)
-    raise RuntimeError(f"{name} did not listen on {port} in 20 s")
 
 
 def rooms_of(i: int) -> list[str]:
@@ -107,19 +81,10 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    with open(out / "churn-servers.log", "w") as log:
-        for name in args.servers.split(","):
-            assert name in SERVERS, name
-            runs.append(churn(name, args.rounds, args.clients, log))
-    doc = {"rounds": args.rounds, "clients": args.clients, "runs": runs}
-    (out / "churn.json").write_text(json.dumps(doc, indent=1))
-    (out / "churn.md").write_text(report(doc))
-    print(report(doc))
+    runs = run_sessions(args.servers, out, "churn",
+                        lambda name, log: churn(name, args.rounds, args.clients, log))
+    write_results(out, "churn", {"rounds": args.rounds, "clients": args.clients, "runs": runs}, report)
 
 
 if __name__ == "__main__":

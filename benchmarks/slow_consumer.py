@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 import time
@@ -24,9 +23,9 @@ import gevent
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from churn import start_server  # noqa: E402
 from clients import Client, open_clients  # noqa: E402
-from run import SERVERS, free_port, proc_rss, stop  # noqa: E402
+from run import free_port, proc_rss, stop  # noqa: E402
+from server_runs import run_sessions, start_server, write_results  # noqa: E402
 
 PONG_EVERY = 5.0       # seconds between a stuck client's blind pongs
 STUCK_RCVBUF = 4096    # a stuck client's receive window: the server's writes stall at once
@@ -164,20 +163,15 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1000)
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    def one(name: str, log) -> dict:
+        run = session(name, args, log)
+        print(json.dumps({k: v for k, v in run.items() if k != "rss_mib"}), flush=True)
+        return run
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    with open(out / "slow-consumer-servers.log", "w") as log:
-        for name in args.servers.split(","):
-            assert name in SERVERS, name
-            runs.append(session(name, args, log))
-            print(json.dumps({k: v for k, v in runs[-1].items() if k != "rss_mib"}), flush=True)
-    doc = {"args": vars(args), "runs": runs}
-    (out / "slow-consumer.json").write_text(json.dumps(doc, indent=1))
-    (out / "slow-consumer.md").write_text(report(doc))
-    print(report(doc))
+    runs = run_sessions(args.servers, out, "slow-consumer", one)
+    write_results(out, "slow-consumer", {"args": vars(args), "runs": runs}, report)
 
 
 if __name__ == "__main__":
