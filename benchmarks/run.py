@@ -143,6 +143,12 @@ def start_server(name: str, port: int, core: int | None, log) -> subprocess.Pope
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
     p = subprocess.Popen(taskset(core, argv + [str(port)]), env=env, stdout=log, stderr=log,
                          start_new_session=True)
+    return wait_listening(p, name, port, log)
+
+
+def wait_listening(p: subprocess.Popen, name: str, port: int, log) -> subprocess.Popen:
+    """p once its server accepts connections on port; stopped, and RuntimeError, when it
+    exits first or does not listen within 20 s (its output: log)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if p.poll() is not None:

@@ -8,14 +8,10 @@ import json
 import os
 import resource
 import subprocess
-import time
 from pathlib import Path
 from typing import IO, Callable
 
-import gevent
-from gevent import socket
-
-from run import SERVERS, stop
+from run import SERVERS, wait_listening
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,17 +25,8 @@ def start_server(name: str, port: int, log, argv: list[str] | None = None) -> su
     env = dict(os.environ, **extra)
     proc = subprocess.Popen((argv or default_argv) + [str(port)], env=env, stdout=log, stderr=log,
                             start_new_session=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited at start (code {proc.returncode}); see {log.name}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
-        except OSError:
-            gevent.sleep(0.1)
-    stop(proc)
-    raise RuntimeError(f"{name} did not listen on {port} in 20 s")
+    # nothing else runs while a server starts: run.py's blocking wait does here too
+    return wait_listening(proc, name, port, log)
 
 
 def run_sessions(servers: str, out: Path, stem: str,
