@@ -59,17 +59,7 @@ def start(name: str, checkout: Path | None, port: int, core: int, log) -> subpro
     argv = run.taskset(core, [sys.executable, str(checkout / "benchmarks" / "servers" / "roomcast_app.py"),
                               str(port)])
     p = subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if p.poll() is not None:
-            raise RuntimeError(f"{name} exited at start; see {log.name}")
-        try:
-            with run.socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return p
-        except OSError:
-            time.sleep(0.1)
-    run.stop(p)
-    raise RuntimeError(f"{name} did not listen in 20 s")
+    return run.wait_listening(p, name, port, log)
 
 
 def session(name: str, checkout: Path | None, n: int, secs: float, lg_binary: Path, log) -> dict:
