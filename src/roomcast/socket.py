@@ -18,7 +18,7 @@ from roomcast.dispatch import describe
 from roomcast.engine.uncompressed import with_compress
 from roomcast.errors import DisconnectedError, timeout_error
 from roomcast.events import EventEmitter
-from roomcast.operators import BroadcastOperator, ack_value, call_safely, check_event
+from roomcast.operators import BroadcastOperator, ack_value, call_safely, check_event, room_set
 from roomcast.recovery import RECOVERABLE_DISCONNECT_REASONS
 from roomcast.sio_packet import ACK, BINARY_ACK, BINARY_EVENT, CONNECT, CONNECT_ERROR, \
     DISCONNECT, EVENT
@@ -170,7 +170,10 @@ class _Emitting:
         return self._operator().local
 
     def to(self, room: Any) -> BroadcastOperator:
-        return self._operator().to(room)
+        # the operator of _operator().to(room), built at once: this is every relay's path
+        target = self._target()
+        return BroadcastOperator(target.nsp.adapter, room_set(room), frozenset((target.id,)),
+                                 self._flags)
 
     in_ = to
 
