@@ -101,16 +101,50 @@ class _Link:
                 pass
 
     def _connect(self):
+        """A new pub/sub connection subscribed to what the tables hold when it returns.
+
+        Connecting waits on the network, and meanwhile other greenlets change the
+        tables while send() cannot reach this connection (``self.pubsub`` is still
+        None). So the tables are applied in passes, each sending what changed since
+        the last, until a pass finds nothing to do: the caller then sets
+        ``self.pubsub`` without yielding, and send() takes over from there."""
         # subscribe confirmations are kept: the first one says the connection is up
         ps = self.client.pubsub(ignore_subscribe_messages=False)
-        if self.channels:
-            ps.subscribe(*self.channels)
-        if self.patterns:
-            ps.psubscribe(*self.patterns)
-        for channel in self.shard_channels:
-            # one by one: on a cluster, one SSUBSCRIBE may only name channels of one slot
-            ps.ssubscribe(channel)
-        return ps
+        applied: dict[str, set[str]] = {"channels": set(), "patterns": set(), "shard_channels": set()}
+        try:
+            while True:
+                commands = self._changes(applied)
+                if not commands:
+                    return ps
+                for method, names in commands:
+                    getattr(ps, method)(*names)
+        except BaseException:
+            ps.close()   # not yet self.pubsub: nobody else would close it
+            raise
+
+    _COMMANDS = (("channels", "subscribe", "unsubscribe"),
+                 ("patterns", "psubscribe", "punsubscribe"),
+                 ("shard_channels", "ssubscribe", "sunsubscribe"))
+
+    def _changes(self, applied: dict[str, set[str]]) -> list[tuple[str, list[str]]]:
+        """The commands that bring ``applied`` (updated here) to the tables; computed
+        without yielding."""
+        commands: list[tuple[str, list[str]]] = []
+        for table_name, subscribe, unsubscribe in self._COMMANDS:
+            table, done = getattr(self, table_name), applied[table_name]
+            new = [name for name in table if name not in done]
+            gone = [name for name in done if name not in table]
+            done.update(new)
+            done.difference_update(gone)
+            for method, names in ((subscribe, new), (unsubscribe, gone)):
+                if not names:
+                    continue
+                if table_name == "shard_channels":
+                    # one by one: on a cluster, one SSUBSCRIBE may only name channels of one slot
+                    commands.extend((method, [name]) for name in names)
+                else:
+                    commands.append((method, names))
+        return commands
 
     def _set_connected(self, up: bool) -> None:
         if up:
@@ -129,7 +163,7 @@ class _Link:
                 self.wake.wait()   # nothing to listen to yet
                 continue
             try:
-                self.pubsub = ps = self._connect()
+                self.pubsub = ps = self._connect()   # no yield between: see _connect
                 last_seen, ping_sent = monotonic(), None
                 while not self.closed:
                     if not ps.subscribed:
