@@ -145,8 +145,13 @@ def wait_room_channels(nodes, nsp):
                 # redis-py gives [(channel, count)] (or the flat [channel, count])
                 return int(reply[0][1] if isinstance(reply[0], (list, tuple)) else reply[1])
 
-            nodes[0].wait_for(lambda: subscribers() >= len(nodes),
-                              f"{len(nodes)} subscribers of {channel}")
+            try:
+                nodes[0].wait_for(lambda: subscribers() >= len(nodes),
+                                  f"{len(nodes)} subscribers of {channel}")
+            except AssertionError as exc:
+                # which node is missing is not visible in Redis: the nodes' logs may say
+                logs = "".join(f"\n--- {n.kind} node on port {n.port}:\n{n.stderr}" for n in nodes)
+                raise AssertionError(f"{exc}{logs}") from None
     finally:
         client.close()
 
