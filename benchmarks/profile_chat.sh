@@ -11,31 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5000}
 PORT=${PORT:-18781}
-LOADGEN=benchmarks/results/raw/loadgen
-[ -x "$LOADGEN" ] || { echo "build the load generator first: python benchmarks/run.py --quick" >&2; exit 1; }
-command -v perf >/dev/null || { echo "perf is needed (apt-get install linux-perf)" >&2; exit 1; }
-ulimit -n $((N * 2 + 1000))
-DATA=$(mktemp -d)
-PYTHONPATH=src ROOMCAST_REQUIRE_EXTENSIONS=1 taskset -c 0 python benchmarks/servers/roomcast_app.py "$PORT" 2>"$DATA/app.err" &
-APP=$!
-trap 'kill $APP 2>/dev/null || true; rm -rf "$DATA"' EXIT
-sleep 1.5
+source benchmarks/profile_common.sh
+start_app "$PORT" "$N" PYTHONPATH=src
 ( echo "connect $PORT $N 64"; sleep 6; echo "join"; sleep 2; echo "chat 1 2"; sleep 3
   echo "chat 2 60"; sleep 14; echo quit ) | taskset -c 1 "$LOADGEN" > "$DATA/lg.out" 2>/dev/null &
 LG=$!
-sleep 11.5
-perf record -F 2000 -g -p "$APP" -o "$DATA/perf.data" -- sleep 4 2>/dev/null >/dev/null
-wait $LG || true
+record_app 11.5
 echo "## Server CPU of the chat relay, $N WebSocket clients in rooms of 10, by library (perf)"
 echo
-echo '```'
-perf report -i "$DATA/perf.data" --no-children --stdio --sort dso 2>/dev/null | grep -E "^ +[0-9]" | head -10 || true
-echo '```'
-echo
-echo "Top symbols:"
-echo
-echo '```'
-perf report -i "$DATA/perf.data" --no-children --stdio --sort dso,symbol -g none 2>/dev/null | grep -E "^ +[0-9]" | head -25 || true
-echo '```'
+perf_tables 10 25
 echo
 echo "Load generator (the measured chat phase): $(grep '"cmd":"chat"' "$DATA/lg.out" 2>/dev/null | tail -1 | cut -c1-220)"
