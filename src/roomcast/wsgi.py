@@ -25,6 +25,7 @@ import os
 import resource
 import signal
 import time
+from http.client import LineTooLong
 from typing import Any, Callable, Iterable
 
 import gevent
@@ -35,6 +36,7 @@ from roomcast import metrics
 from roomcast import workers as worker_processes
 from roomcast.engine import http
 from roomcast.engine.tcp import set_nodelay
+from roomcast.request_headers import parse_headers
 
 log = logging.getLogger("roomcast.http")
 
@@ -206,6 +208,16 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
     def handle(self):
         set_nodelay(self.socket)
         return super().handle()
+
+    def MessageClass(self, fp, *args):   # noqa: N802 (pywsgi's name)
+        """The request's headers, as pywsgi reads them, without the email package's parser
+        for plain header blocks (roomcast.request_headers)."""
+        try:
+            return parse_headers(fp, pywsgi.OldMessage)
+        except LineTooLong:   # as pywsgi's headers_factory answers it
+            message = pywsgi.OldMessage()
+            message.status = "Line too long"
+            return message
 
     _requests_read = 0
     _headers_timer: gevent.Timeout | None = None
