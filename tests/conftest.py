@@ -7,7 +7,6 @@ goes through ``in_thread`` for the same reason.
 """
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import os
@@ -18,7 +17,7 @@ import subprocess
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gevent
 import gevent.subprocess
@@ -46,6 +45,7 @@ _hypothesis_settings.register_profile(
 _hypothesis_settings.load_profile("roomcast")
 
 from psio_harness import run_psio, start_psio  # noqa: E402,F401  (fixtures)
+from tests.snippet_runs import from_json, run_to_result, started_runs  # noqa: E402
 from compat_sides import both_sides  # noqa: E402,F401  (fixture)
 
 JS_DIR = Path(__file__).resolve().parent / "js"
@@ -182,15 +182,6 @@ def in_thread() -> Callable[..., Any]:
 
 # -- the real JavaScript client in node ----------------------------------------------
 
-def _from_json(text: str) -> Any:
-    def bytes_hook(obj: dict) -> Any:
-        if len(obj) == 1 and "$bytes" in obj:
-            return base64.b64decode(obj["$bytes"])
-        return obj
-
-    return json.loads(text, object_hook=bytes_hook)
-
-
 class JSRun:
     """One node process running a snippet through tests/js/harness.js."""
 
@@ -257,7 +248,7 @@ class JSRun:
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         for line in stdout.splitlines():
             if line.startswith(DONE_MARKER) and not timed_out:
-                return True, _from_json(line[len(DONE_MARKER):])
+                return True, from_json(line[len(DONE_MARKER):])
             if line.startswith(FAIL_MARKER):
                 return False, self._message(f"node failed: {json.loads(line[len(FAIL_MARKER):])}",
                                             stdout, stderr)
@@ -303,29 +294,20 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def start_js(_js_dir: Path) -> Callable[..., JSRun]:
+def start_js(_js_dir: Path) -> Iterator[Callable[..., JSRun]]:
     """start_js(script, url, timeout=20.0) -> handle with .result() and .kill()."""
-    runs: list[JSRun] = []
-
-    def _start_js(script: str, url: str, timeout: float = 20.0) -> JSRun:
+    def new_run(script: str, url: str, timeout: float) -> JSRun:
         script_file = _js_dir / f"snippet-{next(_snippet_numbers)}.js"
         script_file.write_text(script)
-        run = JSRun(script_file, url, timeout)
-        runs.append(run)
-        return run
+        return JSRun(script_file, url, timeout)
 
-    yield _start_js
-    for run in runs:
-        run.kill()
+    yield from started_runs(new_run, timeout=20.0)
 
 
 @pytest.fixture
 def run_js(start_js: Callable[..., JSRun]) -> Callable[..., Any]:
     """run_js(script, url, timeout=20.0) -> the value the snippet gave to done()."""
-    def _run_js(script: str, url: str, timeout: float = 20.0) -> Any:
-        return start_js(script, url, timeout).result()
-
-    return _run_js
+    return run_to_result(start_js)
 
 
 # -- Redis ---------------------------------------------------------------------------

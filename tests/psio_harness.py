@@ -12,7 +12,6 @@ pause briefly before it).
 """
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import subprocess
@@ -20,11 +19,13 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gevent
 import gevent.subprocess
 import pytest
+
+from tests.snippet_runs import from_json, run_to_result, started_runs
 
 DONE = "@@psio-done@@ "
 FAIL = "@@psio-fail@@ "
@@ -91,14 +92,6 @@ threading.excepthook = lambda args: _excepthook(args.exc_type, args.exc_value,
 '''
 
 
-def _from_json(text: str) -> Any:
-    def hook(obj: dict) -> Any:
-        if len(obj) == 1 and "$bytes" in obj:
-            return base64.b64decode(obj["$bytes"])
-        return obj
-    return json.loads(text, object_hook=hook)
-
-
 class PsioRun:
     """One python-socketio client process running a snippet."""
 
@@ -134,7 +127,7 @@ class PsioRun:
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         for line in stdout.splitlines():
             if line.startswith(DONE) and not timed_out:
-                return True, _from_json(line[len(DONE):])
+                return True, from_json(line[len(DONE):])
             if line.startswith(FAIL):
                 return False, f"client failed: {json.loads(line[len(FAIL):])}\n{stderr}"
         head = (f"client timed out after {self.timeout}s" if timed_out
@@ -146,25 +139,17 @@ _numbers = itertools.count()
 
 
 @pytest.fixture
-def start_psio(tmp_path: Path) -> Callable[..., PsioRun]:
+def start_psio(tmp_path: Path) -> Iterator[Callable[..., PsioRun]]:
     """start_psio(script, url, timeout=15.0) -> handle with .result() and .kill()."""
-    runs: list[PsioRun] = []
-
-    def _start(script: str, url: str, timeout: float = 15.0) -> PsioRun:
+    def new_run(script: str, url: str, timeout: float) -> PsioRun:
         path = tmp_path / f"psio_{next(_numbers)}.py"
         path.write_text(PRELUDE + "\n" + textwrap.dedent(script))
-        run = PsioRun(path, url, timeout)
-        runs.append(run)
-        return run
+        return PsioRun(path, url, timeout)
 
-    yield _start
-    for run in runs:
-        run.kill()
+    yield from started_runs(new_run, timeout=15.0)
 
 
 @pytest.fixture
 def run_psio(start_psio: Callable[..., PsioRun]) -> Callable[..., Any]:
     """run_psio(script, url, timeout=15.0) -> the value the snippet gave to done()."""
-    def _run(script: str, url: str, timeout: float = 15.0) -> Any:
-        return start_psio(script, url, timeout).result()
-    return _run
+    return run_to_result(start_psio)
