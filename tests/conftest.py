@@ -45,7 +45,7 @@ _hypothesis_settings.register_profile(
 _hypothesis_settings.load_profile("roomcast")
 
 from psio_harness import run_psio, start_psio  # noqa: E402,F401  (fixtures)
-from tests.snippet_runs import from_json, run_to_result, started_runs  # noqa: E402
+from tests.snippet_runs import from_json, output_by, run_to_result, started_runs  # noqa: E402
 from compat_sides import both_sides  # noqa: E402,F401  (fixture)
 
 JS_DIR = Path(__file__).resolve().parent / "js"
@@ -237,15 +237,8 @@ class JSRun:
                     pass
 
     def _wait(self) -> tuple[bool, Any]:
-        timed_out = False
-        try:
-            out, err = self.proc.communicate(timeout=max(0.0, self.deadline - time.monotonic()))
-        except gevent.subprocess.TimeoutExpired:
-            timed_out = True
-            self._end()
-            out, err = self.proc.communicate()
+        stdout, stderr, timed_out = output_by(self.proc, self.deadline, self._end)
         self._kill_leftovers()
-        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         for line in stdout.splitlines():
             if line.startswith(DONE_MARKER) and not timed_out:
                 return True, from_json(line[len(DONE_MARKER):])

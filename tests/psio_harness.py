@@ -25,7 +25,7 @@ import gevent
 import gevent.subprocess
 import pytest
 
-from tests.snippet_runs import from_json, run_to_result, started_runs
+from tests.snippet_runs import from_json, output_by, run_to_result, started_runs
 
 DONE = "@@psio-done@@ "
 FAIL = "@@psio-fail@@ "
@@ -117,14 +117,7 @@ class PsioRun:
         self._waiter.join()
 
     def _wait(self) -> tuple[bool, Any]:
-        timed_out = False
-        try:
-            out, err = self.proc.communicate(timeout=max(0.0, self.deadline - time.monotonic()))
-        except gevent.subprocess.TimeoutExpired:
-            timed_out = True
-            self.proc.kill()
-            out, err = self.proc.communicate()
-        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+        stdout, stderr, timed_out = output_by(self.proc, self.deadline, self.proc.kill)
         for line in stdout.splitlines():
             if line.startswith(DONE) and not timed_out:
                 return True, from_json(line[len(DONE):])

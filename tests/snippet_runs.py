@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any, Callable, Iterator, Protocol, TypeVar
+
+import gevent.subprocess
 
 
 class SnippetRun(Protocol):
@@ -24,6 +27,20 @@ def from_json(text: str) -> Any:
         return obj
 
     return json.loads(text, object_hook=bytes_hook)
+
+
+def output_by(proc: gevent.subprocess.Popen, deadline: float,
+              end: Callable[[], None]) -> tuple[str, str, bool]:
+    """proc's stdout and stderr once it exits, and whether it had to be ended (end())
+    at the deadline (a time.monotonic() value)."""
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+    except gevent.subprocess.TimeoutExpired:
+        timed_out = True
+        end()
+        out, err = proc.communicate()
+    return out.decode(errors="replace"), err.decode(errors="replace"), timed_out
 
 
 def started_runs(new_run: Callable[[str, str, float], Run],
