@@ -147,3 +147,36 @@ def test_room_channels_follow_rooms_created_and_deleted_quickly(sharded_redis, r
     factory.close()
     wait_for(lambda: in_thread(shard_channels, url, cluster, redis_key) == set(),
              "no subscription left after close")
+
+
+def test_an_unexpected_error_in_the_subscriber_is_logged_and_it_reconnects(
+        redis_url, redis_key, caplog, monkeypatch, wait_for):
+    # Before, only Redis and connection errors were caught: anything else ended the
+    # subscriber greenlet silently, and every channel of that node went unheard for good.
+    client = make_client(redis_url)
+    hub = RedisHub(client, client)
+    hub.acquire()
+    got: list[bytes] = []
+    channel = f"{redis_key}#unexpected"
+    try:
+        hub.subscribe([channel], lambda name, data: got.append(data))
+        wait_for(hub.connected.is_set)
+        hub.publish(channel, b"before")
+        wait_for(lambda: got == [b"before"])
+
+        failures = []
+        real_get_message = redis.client.PubSub.get_message
+
+        def broken_once(self, *args, **kwargs):
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("a bug in the subscriber")
+            return real_get_message(self, *args, **kwargs)
+
+        monkeypatch.setattr(redis.client.PubSub, "get_message", broken_once)
+        wait_for(lambda: failures)
+        # back on its channels: a message published now arrives
+        wait_for(lambda: hub.publish(channel, b"after") is None and b"after" in got, timeout=10)
+        assert "subscriber of" in caplog.text and "a bug in the subscriber" in caplog.text
+    finally:
+        hub.release()

@@ -189,13 +189,18 @@ class _Link:
                     elif ping_sent is None and now - last_seen > hub.ping_after:
                         ps.ping()
                         ping_sent = now
-            except (redis.RedisError, OSError, ValueError) as exc:
-                # ValueError: redis-py reading a connection closed under it
+            except Exception as exc:
                 self._close_pubsub()
                 if self.closed:
                     return
                 self._set_connected(False)
-                if not failed:
+                # Redis errors, and ValueError from redis-py reading a connection closed
+                # under it, are a lost connection. Anything else is a bug: logged with its
+                # traceback, and the subscriber reconnects all the same instead of leaving
+                # every channel of this node unheard for good.
+                if not isinstance(exc, (redis.RedisError, OSError, ValueError)):
+                    log.exception("redis: subscriber of %s failed; reconnecting", self.name)
+                elif not failed:
                     log.warning("redis: subscriber connection to %s lost (%s); reconnecting",
                                 self.name, exc)
                 failed = True
