@@ -20,6 +20,8 @@ from typing import Any
 import gevent
 from gevent import socket as gsocket
 
+from roomcast.unix_sockets import listen_unix
+
 log = logging.getLogger("roomcast.workers")
 
 MAX_HANDOFF_BYTES = 256 * 1024   # request headers plus what the reader had buffered
@@ -67,14 +69,7 @@ class Handoff:
     def serve(self, server: Any) -> None:
         """Accept connections handed to this worker and serve them with ``server``
         (a gevent pywsgi WSGIServer: its handler class, application and environ)."""
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        listener = gsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_SEQPACKET)
-        listener.bind(self.path)
-        listener.listen(128)
-        self._listener = listener
+        listener = self._listener = listen_unix(self.path, stdsocket.SOCK_SEQPACKET)
         self._acceptor = gevent.spawn(self._accept, listener, server)
 
     def _accept(self, listener: Any, server: Any) -> None:

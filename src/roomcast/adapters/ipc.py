@@ -28,6 +28,7 @@ from gevent.event import Event
 
 from roomcast import metrics
 from roomcast.adapters.cluster import ClusterAdapter, MessageType
+from roomcast.unix_sockets import listen_unix
 
 if TYPE_CHECKING:
     from roomcast.namespace import Namespace
@@ -105,14 +106,7 @@ class IpcBus:
     # -- lifetime -----------------------------------------------------------------
 
     def start(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        listener = gsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
-        listener.bind(self.path)
-        listener.listen(128)
-        self._listener = listener
+        listener = self._listener = listen_unix(self.path)
         self._greenlets = [gevent.spawn(self._accept, listener), gevent.spawn(self._scan_forever)]
         self.scan()
 
