@@ -137,7 +137,7 @@ def _is_room_list(room: Any) -> bool:
     return hasattr(room, "__len__") and not isinstance(room, (str, bytes))
 
 
-def event_decorator(on: Callable[..., Callable], args: tuple, kwargs: dict) -> Callable:
+def event_decorator(on: Callable[..., Any], args: tuple, kwargs: dict) -> Callable:
     """``@x.event`` / ``@x.event(namespace=...)`` (python-socketio's and Flask-SocketIO's)
     for an ``x.on(event, ...)`` that returns a decorator: the function's name is the event."""
     if len(args) == 1 and not kwargs and callable(args[0]):
