@@ -222,7 +222,7 @@ cdef class ConnTable:
     # -- coalescing (see roomcast._fanout_py) ----------------------------------------
 
     def set_flush_hook(self, hook):
-        """``hook()`` is called once a pass, when bytes start being held back; it must
+        """``hook()`` is called once a pass, at its first write; it must
         arrange for flush() to run before the event loop waits (and not call it itself)."""
         self._flush_hook = hook
 
@@ -297,6 +297,14 @@ cdef int _send_held(ConnTable t, Py_ssize_t s) except -1:
     return 0
 
 
+cdef inline int _end_pass_with_flush(ConnTable t) except -1:
+    """Ask the owner, once a pass, to run flush() before the event loop waits."""
+    if not t._flush_scheduled and t._flush_hook is not None:
+        t._flush_scheduled = True
+        t._flush_hook()
+    return 0
+
+
 cdef int _hold(ConnTable t, Py_ssize_t s, const char *p, Py_ssize_t size) except -1:
     cdef Py_ssize_t need = t._hlen[s] + size, cap
     cdef char *buf
@@ -315,9 +323,7 @@ cdef int _hold(ConnTable t, Py_ssize_t s, const char *p, Py_ssize_t size) except
         t._listed[s] = 1
         t._holding[t._nholding] = s
         t._nholding += 1
-    if not t._flush_scheduled and t._flush_hook is not None:
-        t._flush_scheduled = True
-        t._flush_hook()
+    _end_pass_with_flush(t)
     if t._hlen[s] >= HOLD_MAX:
         _send_held(t, s)
     return 0
@@ -334,6 +340,7 @@ cdef int _write(ConnTable t, Py_ssize_t s, object conn, bytes ws) except -1:
     if t._coalescing:
         return _hold(t, s, PyBytes_AS_STRING(ws), size)
     t._stamp[s] = t._pass
+    _end_pass_with_flush(t)   # every pass that writes ends with flush(): passes are loop passes
     n = rc_send(t._fds[s], PyBytes_AS_STRING(ws), size)
     if n < 0:
         n = 0   # EAGAIN or an error: the connection's writer retries or reports it

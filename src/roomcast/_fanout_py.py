@@ -8,15 +8,17 @@ overtake it). fanout() writes a broadcast's finished frames straight to every
 idle WebSocket and hands the rest to the connection objects, which only queue.
 
 Coalescing: everything written to one connection in one pass of the event loop
-should leave in one send(). A *pass* runs from one flush() to the next. The first
-write of a pass to an idle slot is sent at once (at low load nothing waits); a
-second write to the same slot in the same pass is held back, and from then on the
-rest of the pass holds back every write (a second write means the loop is busy).
-Held-back bytes go out at flush(), one send() per slot; the owner of the table
-(the engine) is told through the flush hook, once a pass, that flush() must run
-before the loop waits. If some slot was written more than once in a pass (sent
-at once and then held back, or held back twice), the next pass holds back from its
-first write (coalescing pays); otherwise it starts with direct writes again. A slot holding HOLD_MAX bytes sends them at once.
+should leave in one send(). A *pass* runs from one flush() to the next; at the
+first write of a pass the table tells its owner (the engine), through the flush
+hook, that flush() must run before the loop waits, so a pass is one turn of the
+loop. The first write of a pass to an idle slot is sent at once (at low load
+nothing waits); a second write to the same slot in the same pass is held back,
+and from then on the rest of the pass holds back every write (a second write
+means the loop is busy). Held-back bytes go out at flush(), one send() per slot.
+If some slot was written more than once in a pass (sent at once and then held
+back, or held back twice), the next pass holds back from its first write
+(coalescing pays); otherwise it starts with direct writes again. A slot holding
+HOLD_MAX bytes sends them at once.
 """
 from __future__ import annotations
 
@@ -120,7 +122,7 @@ class ConnTable:
     # -- coalescing (see the module docstring) -------------------------------------
 
     def set_flush_hook(self, hook: Callable[[], None] | None) -> None:
-        """``hook()`` is called once a pass, when bytes start being held back; it must
+        """``hook()`` is called once a pass, at its first write; it must
         arrange for flush() to run before the event loop waits (and not call it itself)."""
         self._flush_hook = hook
 
@@ -188,6 +190,12 @@ class ConnTable:
         if written != len(data):
             conn.push_raw(data[written:] if written else data)
 
+    def _end_pass_with_flush(self) -> None:
+        """Ask the owner, once a pass, to run flush() before the event loop waits."""
+        if not self._flush_scheduled and self._flush_hook is not None:
+            self._flush_scheduled = True
+            self._flush_hook()
+
     def _hold(self, slot: int, data: bytes) -> None:
         held = self._held[slot]
         if held is None:
@@ -196,9 +204,7 @@ class ConnTable:
         if not self._listed[slot]:
             self._listed[slot] = True
             self._holding.append(slot)
-        if not self._flush_scheduled and self._flush_hook is not None:
-            self._flush_scheduled = True
-            self._flush_hook()
+        self._end_pass_with_flush()
         if len(held) >= HOLD_MAX:
             self._send_held(slot)
 
@@ -214,6 +220,7 @@ class ConnTable:
             self._hold(slot, ws)
             return
         self._stamp[slot] = self._pass
+        self._end_pass_with_flush()   # every pass that writes ends with flush(): passes are loop passes
         try:
             written = os.write(self._fds[slot], ws)
         except OSError:  # BlockingIOError (EAGAIN) included: the writer retries

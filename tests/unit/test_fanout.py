@@ -235,21 +235,26 @@ def test_a_second_write_in_one_pass_waits_for_flush(sockets):
     server, client = sockets()
     table.set_fd(conn.slot, server.fileno())
     assert table.send(conn.slot, b"one") is True
-    assert drain(client) == b"one"                # the first write of a pass goes out at once
+    assert drain(client) == b"one"                # the first write of a pass goes out at once...
+    assert hooks == ["flush me"]                  # ...and the owner is told to end the pass
     table.send(conn.slot, b"two")
     table.send(conn.slot, b"three")
-    assert drain(client) == b""                   # held back...
-    assert hooks == ["flush me"]                  # ...and the owner told once
+    assert drain(client) == b""                   # held back, the owner told once a pass
+    assert hooks == ["flush me"]
     assert table.flush() == 1
     assert drain(client) == b"twothree"
-    # a slot had two writes held back: the next pass holds from its first write
+    # a slot was written twice: the next pass holds from its first write
     table.send(conn.slot, b"four")
     assert drain(client) == b"" and len(hooks) == 2
     assert table.flush() == 1 and drain(client) == b"four"
     # that pass had one write per slot: back to direct writes
     table.send(conn.slot, b"five")
     assert drain(client) == b"five"
-    assert calls == [] and len(hooks) == 2
+    assert calls == [] and len(hooks) == 3
+    # a pass that only wrote at once still ends with a flush, which starts a new pass
+    assert table.flush() == 0
+    table.send(conn.slot, b"six")
+    assert drain(client) == b"six" and len(hooks) == 4
 
 
 def test_broadcasts_in_one_pass_are_coalesced_per_connection(sockets):
