@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from functools import lru_cache
 from typing import Callable, Iterable, NamedTuple
 from urllib.parse import parse_qs
 
@@ -45,7 +46,12 @@ def origin_refusal() -> Refusal:
 
 def query_of(environ: dict) -> dict[str, str]:
     """The query string as a dict of first values (Engine.IO never repeats a key)."""
-    return {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
+    return dict(_parsed_query(environ.get("QUERY_STRING", "")))
+
+
+@lru_cache(maxsize=256)   # handshakes mostly send the same query string
+def _parsed_query(query: str) -> tuple[tuple[str, str], ...]:
+    return tuple((k, v[0]) for k, v in parse_qs(query, keep_blank_values=True).items())
 
 
 def request_headers(environ: dict) -> dict[str, str]:

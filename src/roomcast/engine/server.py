@@ -30,6 +30,8 @@ from roomcast.ws_frames import close_frame
 log = logging.getLogger("roomcast.engine")
 
 TRANSPORTS = ("polling", "websocket")
+# json.dumps(..., separators=...) makes a new encoder at each call
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 # per-request I/O objects a session must not keep alive (the request's reader holds an
 # 8 KiB buffer and its socket): a session's environ is a copy without them (and
 # without wsgi.errors, which the session keeps beside it: see EngineSocket.environ)
@@ -305,12 +307,12 @@ class EngineServer(EventEmitter):
                             environ.get("wsgi.errors"))
         upgrades = (["websocket"] if transport == "polling" and self.allow_upgrades
                     and "websocket" in self.transports else [])
-        open_packet = json.dumps({
+        open_packet = _COMPACT_JSON.encode({
             "sid": sid, "upgrades": upgrades,
             "pingInterval": int(self.ping_interval * 1000),
             "pingTimeout": int(self.ping_timeout * 1000),
             "maxPayload": self.max_http_buffer_size,
-        }, separators=(",", ":"))
+        })
         self.clients[sid] = conn
         conn.open(open_packet)
         self.emit("connection", conn)

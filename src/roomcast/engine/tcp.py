@@ -48,7 +48,8 @@ def take_over(sock: Any, rfile: Any, read_size: int = 65536) -> tuple[Any, bytes
     had already read past the request; None when ``sock`` cannot be taken over (TLS,
     or not a gevent socket), and then nothing was changed.
     """
-    if hasattr(sock, "cipher") or not hasattr(sock, "detach") or not hasattr(sock, "settimeout"):
+    # asked of the class: a gevent socket answers a missing attribute by raising in __getattr__
+    if hasattr(type(sock), "cipher") or not hasattr(sock, "detach") or not hasattr(sock, "settimeout"):
         return None
     sock.settimeout(0.0)   # from here on, reads never wait
     early = b""
