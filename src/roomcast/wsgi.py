@@ -209,6 +209,17 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
         set_nodelay(self.socket)
         return super().handle()
 
+    def _headers(self):
+        """The request's headers as environ items, as pywsgi's _headers() gives them,
+        from the stored names and values rather than from lines formatted again and
+        split again (names with '_' are dropped; two are not HTTP_ items)."""
+        for name, value in self.headers.raw_items():
+            if "_" in name:
+                continue
+            key = name.replace("-", "_").upper()
+            if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
+                yield "HTTP_" + key, value.strip()
+
     def MessageClass(self, fp, *args):   # noqa: N802 (pywsgi's name)
         """The request's headers, as pywsgi reads them, without the email package's parser
         for plain header blocks (roomcast.request_headers)."""

@@ -66,3 +66,21 @@ def test_same_message_for_random_header_blocks():
         plain += request_headers.PLAIN_BLOCK.fullmatch(data.decode("latin-1")) is not None
         _same(data)
     assert plain > 100   # the fast path was taken too
+
+
+def test_environ_items_as_pywsgi_makes_them():
+    # roomcast's WebSocketHandler overrides pywsgi's _headers() (the request's HTTP_*
+    # environ items): the same items, from the stored names and values
+    from gevent import pywsgi
+
+    from roomcast.wsgi import WebSocketHandler
+
+    names = ["Host", "X-A", "a_b", "Content-Type", "content-length", "Cookie", "", "x-y", "\xc9"]
+    values = ["", " v ", "v", "a:b", "\tq\t", "\xe9"]
+    rng = random.Random(9)
+    for _ in range(2000):
+        block = "".join(rng.choice(names) + ":" + rng.choice(values)
+                        + rng.choice(["\r\n", "\r\n folded\r\n"]) for _ in range(rng.randint(0, 6)))
+        handler = object.__new__(WebSocketHandler)
+        handler.headers = parse_headers(io.BytesIO((block + "\r\n").encode("latin-1")), OldMessage)
+        assert list(handler._headers()) == list(pywsgi.WSGIHandler._headers(handler))
