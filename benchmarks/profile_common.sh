@@ -38,3 +38,43 @@ perf_tables() {
   perf report -i "$DATA/perf.data" --no-children --stdio --sort dso,symbol -g none 2>/dev/null | grep -E "^ +[0-9]" | head -"$2" || true
   echo '```'
 }
+
+# pyspy_table SECONDS ROWS: py-spy's samples of the app's Python frames for SECONDS, as
+# two tables: where the time is spent (the innermost Python function, which includes the
+# C it calls: syscalls, the compiled core) and what it is spent under (every function on
+# the stack). Skipped, with a note, when py-spy is not installed (pip install py-spy).
+pyspy_table() {
+  if ! command -v py-spy >/dev/null; then
+    echo "(py-spy is not installed: pip install py-spy)"
+    return
+  fi
+  py-spy record -r 500 -d "$1" -p "$APP" -f raw -o "$DATA/spy.txt" --nonblocking >/dev/null 2>&1 || true
+  python - "$DATA/spy.txt" "$2" <<'PY'
+import collections, re, sys
+own, under, total = collections.Counter(), collections.Counter(), 0
+for line in open(sys.argv[1]):
+    stack, _, count = line.rstrip().rpartition(" ")
+    if not stack:
+        continue
+    frames = [re.sub(r" \(([^:)]*):\d+\)", r" (\1)", f) for f in stack.split(";")]
+    total += int(count)
+    own[frames[-1]] += int(count)
+    for f in set(frames):
+        under[f] += int(count)
+rows = int(sys.argv[2])
+print("| share of samples | innermost Python function (with the C it calls) |\n|---|---|")
+for f, n in own.most_common(rows):
+    print(f"| {100 * n / total:.1f}% | `{f}` |")
+print("\n| share of samples | on the stack (inclusive) |\n|---|---|")
+for f, n in under.most_common(rows):
+    print(f"| {100 * n / total:.1f}% | `{f}` |")
+PY
+}
+
+# syscall_counts SECONDS: the app's send/recv/epoll_wait system calls over SECONDS
+# (perf's syscall tracepoints), one "name count" line each.
+syscall_counts() {
+  perf stat -e syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait \
+    -p "$APP" -x, -o "$DATA/sys.txt" -- sleep "$1" >/dev/null 2>&1 || true
+  awk -F, '/syscalls:/ {sub("syscalls:sys_enter_", "", $3); print $3, $1}' "$DATA/sys.txt"
+}
