@@ -367,7 +367,8 @@ class ConnectionHold:
     """One accepted connection counted in ``HTTPServer.connections``. A WebSocket that
     the engine takes over (its request greenlet ends) keeps it counted until the
     engine closes the socket: ``environ["roomcast.connection"].keep()`` returns the
-    release to call then."""
+    release to call then (the hold itself, which releases when called: a kept
+    connection keeps no bound method for it)."""
 
     __slots__ = ("server", "kept", "released")
 
@@ -378,12 +379,14 @@ class ConnectionHold:
 
     def keep(self) -> Callable[[], None]:
         self.kept = True
-        return self.release
+        return self
 
     def release(self) -> None:
         if not self.released:
             self.released = True
             self.server.connections -= 1
+
+    __call__ = release
 
 
 class HTTPServer(pywsgi.WSGIServer):

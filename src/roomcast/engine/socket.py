@@ -173,7 +173,9 @@ class EngineSocket(EventEmitter):
         self.upgraded = False
         self.remote_address = environ.get("REMOTE_ADDR")
         EventEmitter.__init__(self)
-        self._queue: list = []
+        # () while empty: an idle connection keeps no list (one object less per
+        # connection for the cyclic GC's full collections)
+        self._queue: list | tuple = ()
         self._sent = SendBuffer(server.max_send_buffer)   # what _queue (and the writer) hold
         self._stall_timer = None
         self._gave_up = False   # closing as a slow consumer: nothing is queued any more
@@ -302,6 +304,8 @@ class EngineSocket(EventEmitter):
     def _enqueue(self, item, size: int) -> None:
         """Queue one item; past max_send_buffer the queue is dropped at once and the
         session closed soon (the fan-out may be iterating: no close from here)."""
+        if type(self._queue) is tuple:
+            self._queue = []
         self._queue.append(item)
         if not self._sent.add(size):
             self._give_up(SEND_BUFFER_FULL)
@@ -312,7 +316,7 @@ class EngineSocket(EventEmitter):
             return
         log.info("session %s closed: %s (%d bytes queued)", self.id, reason, self._sent.queued)
         self._gave_up = True
-        self._queue = []
+        self._queue = ()
         self._sent.clear()
         self.ready_state = "closing"   # push() queues nothing more
         gevent.spawn(self.abort, reason)
@@ -325,7 +329,7 @@ class EngineSocket(EventEmitter):
             self._arm_stall_timer(self.server.ping_interval + self.server.ping_timeout)
             held = self._table.take_held(self.slot)   # older than anything queued
             if held:
-                self._queue.insert(0, held)
+                self._queue = [held, *self._queue]
                 self._sent.add(len(held))
         if self._ws is None or self.ready_state == "closed":
             return   # attached later; or nothing will be written any more
@@ -365,7 +369,7 @@ class EngineSocket(EventEmitter):
     def _on_writable(self) -> None:
         """Plain TCP, in the event loop: write what the queue holds, as far as it goes."""
         data = self._joined(self._queue)
-        self._queue = []
+        self._queue = ()
         try:
             n = self._sock.send(data)
         except (BlockingIOError, InterruptedError):
@@ -377,7 +381,7 @@ class EngineSocket(EventEmitter):
             return
         self._sent.written(n)
         if n < len(data):
-            self._queue.append(data[n:])   # the watcher calls again when there is room
+            self._queue = [*self._queue, data[n:]]   # the watcher calls again when there is room
             return
         self._stop_write_watcher()
         self._writer_done()
@@ -393,7 +397,7 @@ class EngineSocket(EventEmitter):
         sock = self._sock
         try:
             while self._queue:
-                items, self._queue = self._queue, []
+                items, self._queue = self._queue, ()
                 data = memoryview(b"".join([
                     item if isinstance(item, (bytes, bytearray, memoryview)) else item.ws
                     for item in items]))
@@ -404,7 +408,7 @@ class EngineSocket(EventEmitter):
                 del data, items
         except OSError as exc:
             self._writer = None
-            self._queue = []
+            self._queue = ()
             self._sent.clear()
             self._on_close("transport error", exc)
             return
@@ -514,7 +518,7 @@ class EngineSocket(EventEmitter):
         if self._ws_active:
             items = [self.server.noop_packet]   # the session moved to WebSocket meanwhile
         else:
-            items, self._queue = self._queue, []
+            items, self._queue = list(self._queue), ()
         # the transport's own noop and close packets do not ask for compression
         compress = any(wants_compression(packet) for packet in items
                        if packet is not self.server.noop_packet)
@@ -586,7 +590,7 @@ class EngineSocket(EventEmitter):
             n = self._sock.send(data)
         except OSError:   # not writable now, or an error that the writer meets again
             n = 0
-        self._queue = [data[n:]] if n < len(data) else []
+        self._queue = [data[n:]] if n < len(data) else ()
 
     def _open_websocket(self, sock, probing: bool, deflate=None) -> _Reader:
         limit = self.server.max_http_buffer_size
@@ -781,7 +785,7 @@ class EngineSocket(EventEmitter):
 
     def _upgrade_check_tick(self) -> None:
         if self._poll_waiter is not None and not self._queue:
-            self._queue.append(self.server.noop_packet)
+            self._queue = [*self._queue, self.server.noop_packet]
             self._poll_waiter.set()
 
     def _upgrade_timed_out(self, reader: _Reader) -> None:
@@ -853,7 +857,7 @@ class EngineSocket(EventEmitter):
         """Close at once, dropping what is queued (a client that does not read)."""
         if self.ready_state == "closed":
             return
-        self._queue = []
+        self._queue = ()
         # A TLS writer must be gone before the socket can be closed under it (the
         # request's handler closes the raw socket once its reader returns).
         writer, self._writer = self._writer, None
@@ -901,7 +905,7 @@ class EngineSocket(EventEmitter):
         finally:
             self._table.remove(self.slot)
             self.server._forget(self)
-            self._queue = []
+            self._queue = ()
 
     def __repr__(self) -> str:
         return f"<EngineSocket {self.id} {self.transport} {self.ready_state}>"
