@@ -73,7 +73,7 @@ class _Reader:
     """The reading side of one WebSocket connection: its socket, its frame parser and,
     for a plain TCP socket served by the event loop, the watcher that reads it."""
 
-    __slots__ = ("sock", "parser", "watcher", "on_release", "deflate_threshold")
+    __slots__ = ("sock", "parser", "watcher", "on_release", "deflate_threshold", "session")
 
     def __init__(self, sock, max_message_size: int, inflater=None,
                  deflate_threshold: int | None = None) -> None:
@@ -83,6 +83,14 @@ class _Reader:
         # permessage-deflate agreed: the threshold of the compressed frames, else None
         self.deflate_threshold = deflate_threshold
         self.on_release: Callable[[], None] | None = None   # the server's count of connections
+        self.session: EngineSocket | None = None   # plain TCP: whom the watcher tells
+
+    def __call__(self) -> None:
+        """The read watcher's callback (the reader itself, rather than a bound method and
+        an argument tuple that the connection would keep): the socket is readable."""
+        session = self.session
+        if session is not None:
+            session._on_readable(self)
 
     def send_now(self, data: bytes) -> None:
         """Best effort, for the few control frames written outside the queue."""
@@ -103,6 +111,7 @@ class _Reader:
     def release(self) -> None:
         """Stop reading; a socket the engine owns (plain TCP) is closed. Idempotent."""
         watcher, self.watcher = self.watcher, None
+        self.session = None
         if watcher is not None:
             watcher.stop()
             watcher.close()
@@ -626,7 +635,8 @@ class EngineSocket(EventEmitter):
         if early and not self._on_chunk(reader, early):
             return
         if reader.watcher is not None:
-            reader.watcher.start(self._on_readable, reader)
+            reader.session = self
+            reader.watcher.start(reader)
 
     def run_websocket(self, sock, rfile, probing: bool, deflate=None) -> None:
         """Read a TLS WebSocket until the connection ends; runs in the request's greenlet
