@@ -86,25 +86,30 @@ class Client:
         try:
             nsp = self.server._nsps.get(name) or self.server._check_namespace(name, auth)
         except BaseException:
-            self._connecting.discard(name)
+            self._not_connecting(name)
             raise
         if nsp is None:
-            self._connecting.discard(name)
+            self._not_connecting(name)
             self._send(self.server.encode_packet(CONNECT_ERROR, name,
                                                  {"message": "Invalid namespace"}))
             return
         if self._closed:
-            self._connecting.discard(name)
+            self._not_connecting(name)
             return
 
         def on_done(socket: "Socket | None") -> None:
-            self._connecting.discard(name)
+            self._not_connecting(name)
             if socket is not None:
                 self.sockets[socket.id] = socket
                 self.nsps[nsp.name] = socket
                 self._drop_connect_timer()
 
         nsp._add(self, auth, on_done)
+
+    def _not_connecting(self, name: str) -> None:
+        self._connecting.discard(name)
+        if not self._connecting:
+            self._connecting = ()   # a connected client keeps no empty set
 
     def _drop_connect_timer(self) -> None:
         # closed rather than stopped: the connection does not keep it (nor this bound method)

@@ -181,7 +181,7 @@ class Decoder:
         self.max_attachments = max_attachments
         self._pending: Packet | None = None
         self._expected = 0
-        self._buffers: list[bytes] = []
+        self._buffers: list[bytes] | tuple = ()   # a list while attachments come
 
     @property
     def waiting(self) -> bool:
@@ -192,7 +192,7 @@ class Decoder:
         """Forget a partly received binary packet."""
         self._pending = None
         self._expected = 0
-        self._buffers = []
+        self._buffers = ()
 
     def feed_text(self, s: str) -> Packet | None:
         if self._pending is not None:
@@ -211,6 +211,8 @@ class Decoder:
         packet = self._pending
         if packet is None:
             raise ParseError("binary data received while no binary packet was waiting")
+        if type(self._buffers) is tuple:
+            self._buffers = []
         self._buffers.append(b if type(b) is bytes else bytes(b))
         if len(self._buffers) < self._expected:
             return None

@@ -103,7 +103,7 @@ class FrameParser:
         self._buf = bytearray()
         self._frag_opcode: int | None = None  # opcode of the message being fragmented
         self._frag_compressed = False
-        self._frags: list[bytes] = []
+        self._frags: list[bytes] | tuple = ()   # a list while a fragmented message comes
         self._frag_size = 0
         self._error: WSProtocolError | None = None
 
@@ -120,7 +120,7 @@ class FrameParser:
         except WSProtocolError as exc:
             exc.messages = out
             self._error = exc
-            self._frags = []
+            self._frags = ()
             del buf[:]
             raise
         if pos:
@@ -191,6 +191,8 @@ class FrameParser:
                 continue
             compressed = rsv != 0
             if opcode == CONTINUATION:
+                if type(self._frags) is tuple:
+                    self._frags = list(self._frags)
                 self._frags.append(payload)
                 self._frag_size += length
                 if not fin:
@@ -199,7 +201,7 @@ class FrameParser:
                 compressed = self._frag_compressed
                 payload = b"".join(self._frags)
                 self._frag_opcode = None
-                self._frags = []
+                self._frags = ()
                 self._frag_size = 0
             elif not fin:
                 self._frag_opcode = opcode
