@@ -20,13 +20,28 @@ class EventEmitter:
 
     A subclass on a hot path may test ``self._listeners.get(event)`` before building
     the arguments of an ``emit`` nobody listens to.
+
+    An event's only listener is kept as it is, a list only once there are several:
+    every connection has a few emitters with one listener per event (the engine
+    socket's "message" and "close", an app's handlers), and each list would be one
+    more object for every full collection of the cyclic GC to walk.
     """
 
     # a slot, so that a subclass with slots (EngineSocket) can do without a __dict__
     __slots__ = ("_listeners",)
 
     def __init__(self) -> None:
-        self._listeners: dict[Any, list[Callable]] = {}
+        self._listeners: dict[Any, Callable | list[Callable]] = {}
+
+    def _add_listener(self, event: Any, fn: Callable) -> None:
+        listeners = self._listeners
+        current = listeners.get(event)
+        if current is None:
+            listeners[event] = fn
+        elif type(current) is list:
+            current.append(fn)
+        else:
+            listeners[event] = [current, fn]
 
     @overload
     def on(self, event: Any, handler: None = None) -> Callable[[Handler], Handler]: ...
@@ -35,10 +50,14 @@ class EventEmitter:
 
     def on(self, event: Any, handler: Callable | None = None) -> Any:
         """Add a listener; without a handler, a decorator."""
+        if handler is not None:
+            self._add_listener(event, handler)
+            return handler
+
         def register(fn: Callable) -> Callable:
-            self._listeners.setdefault(event, []).append(fn)
+            self._add_listener(event, fn)
             return fn
-        return register(handler) if handler is not None else register
+        return register
 
     @overload
     def once(self, event: Any, handler: None = None) -> Callable[[Handler], Handler]: ...
@@ -52,7 +71,7 @@ class EventEmitter:
                 self.off(event, wrapper)
                 return fn(*args)
             wrapper.listener = fn   # type: ignore[attr-defined]
-            self._listeners.setdefault(event, []).append(wrapper)
+            self._add_listener(event, wrapper)
             return fn
         return register(handler) if handler is not None else register
 
@@ -63,7 +82,11 @@ class EventEmitter:
             self._listeners.pop(event, None)
             return
         handlers = self._listeners.get(event)
-        if not handlers:
+        if handlers is None:
+            return
+        if type(handlers) is not list:
+            if handlers == handler or getattr(handlers, "listener", None) == handler:
+                del self._listeners[event]
             return
         for registered in handlers:
             if registered == handler or getattr(registered, "listener", None) == handler:
@@ -73,12 +96,24 @@ class EventEmitter:
             del self._listeners[event]
 
     def listeners(self, event: Any) -> list[Callable]:
-        return list(self._listeners.get(event, ()))
+        handlers = self._listeners.get(event)
+        if handlers is None:
+            return []
+        return list(handlers) if type(handlers) is list else [handlers]
 
     def emit(self, event: Any, *args: Any) -> None:
         """Call every listener of event with args, each one even when another raised."""
+        handlers = self._listeners.get(event)
+        if handlers is None:
+            return
+        if type(handlers) is not list:
+            try:
+                handlers(*args)
+            except Exception:
+                self.listener_failed(event)
+            return
         # a copy: a listener may add or remove listeners (once() does)
-        for handler in list(self._listeners.get(event, ())):
+        for handler in list(handlers):
             try:
                 handler(*args)
             except Exception:
