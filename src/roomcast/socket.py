@@ -94,30 +94,34 @@ def _without(items: list | tuple, fn: Callable) -> list:
 def run_middlewares(fns: list[Callable], arg: Any, done: Callable[[Any], None]) -> None:
     """Call ``fn(arg, next)`` for each fn in order; ``done(err)`` at the end or at the
     first ``next(err)`` / exception. ``next`` may be called later, from any greenlet."""
-    def step(i: int) -> None:
-        if i == len(fns):
-            done(None)
+    _run_middleware(fns, 0, arg, done)
+
+
+def _run_middleware(fns: list[Callable], i: int, arg: Any, done: Callable[[Any], None]) -> None:
+    # a function of the module rather than a closure that calls itself: such a closure
+    # is a reference cycle, which only the cyclic GC frees, with ``done`` and all it
+    # holds (every connect and every event through middlewares made one)
+    if i == len(fns):
+        done(None)
+        return
+    called = False
+
+    def next_(err: Any = None) -> None:
+        nonlocal called
+        if called:
             return
-        called = False
+        called = True
+        if err is not None:
+            done(err)
+        else:
+            _run_middleware(fns, i + 1, arg, done)
 
-        def next_(err: Any = None) -> None:
-            nonlocal called
-            if called:
-                return
-            called = True
-            if err is not None:
-                done(err)
-            else:
-                step(i + 1)
-
-        try:
-            fns[i](arg, next_)
-        except Exception as exc:
-            if called:
-                raise   # from what ran after next(): not this middleware's refusal
-            next_(exc)   # raising is the same as next(exc)
-
-    step(0)
+    try:
+        fns[i](arg, next_)
+    except Exception as exc:
+        if called:
+            raise   # from what ran after next(): not this middleware's refusal
+        next_(exc)   # raising is the same as next(exc)
 
 
 class _Emitting:
