@@ -51,17 +51,22 @@ pyspy_table() {
   py-spy record -r 500 -d "$1" -p "$APP" -f raw -o "$DATA/spy.txt" --nonblocking >/dev/null 2>&1 || true
   python - "$DATA/spy.txt" "$2" <<'PY'
 import collections, re, sys
-own, under, total = collections.Counter(), collections.Counter(), 0
+own, under, total, loop = collections.Counter(), collections.Counter(), 0, 0
 for line in open(sys.argv[1]):
     stack, _, count = line.rstrip().rpartition(" ")
     if not stack:
         continue
     frames = [re.sub(r" \(([^:)]*):\d+\)", r" (\1)", f) for f in stack.split(";")]
+    if len(frames) == 1 and frames[0].startswith("Hub.run "):
+        loop += int(count)   # the event loop itself: mostly waiting in epoll_wait
+        continue
     total += int(count)
     own[frames[-1]] += int(count)
     for f in set(frames):
         under[f] += int(count)
 rows = int(sys.argv[2])
+print(f"Samples in Python code: {total}; left out: {loop} in the event loop's own frame "
+      "(gevent's Hub.run, mostly waiting in epoll_wait while the server is not busy).\n")
 print("| share of samples | innermost Python function (with the C it calls) |\n|---|---|")
 for f, n in own.most_common(rows):
     print(f"| {100 * n / total:.1f}% | `{f}` |")
