@@ -159,11 +159,10 @@ class _Emitting:
     def timeout(self, seconds: float) -> "SocketView":
         return self._view(timeout=float(seconds))
 
-    # broadcasting from a socket: everyone selected but this socket
-    def _operator(self) -> BroadcastOperator:
+    # broadcasting from a socket: everyone selected (in ``rooms``, if given) but this socket
+    def _operator(self, rooms: frozenset = frozenset()) -> BroadcastOperator:
         target = self._target()
-        return BroadcastOperator(target.nsp.adapter, frozenset(), frozenset((target.id,)),
-                                 self._flags)
+        return BroadcastOperator(target.nsp.adapter, rooms, frozenset((target.id,)), self._flags)
 
     @property
     def broadcast(self) -> BroadcastOperator:
@@ -174,10 +173,8 @@ class _Emitting:
         return self._operator().local
 
     def to(self, room: Any) -> BroadcastOperator:
-        # the operator of _operator().to(room), built at once: this is every relay's path
-        target = self._target()
-        return BroadcastOperator(target.nsp.adapter, room_set(room), frozenset((target.id,)),
-                                 self._flags)
+        # _operator().to(room) in one step: this is every relay's path
+        return self._operator(room_set(room))
 
     in_ = to
 
