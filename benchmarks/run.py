@@ -137,10 +137,16 @@ class Loadgen:
             self.p.wait()
 
 
-def start_server(name: str, port: int, core: int | None, log) -> subprocess.Popen:
+def start_server(name: str, port: int, core: int | None, log, root: Path = ROOT) -> subprocess.Popen:
+    """Start server ``name`` on port; ``root``: the checkout its app and roomcast come from
+    (another one than this, e.g. an earlier commit: benchmarks/same_rate.py)."""
     _, argv, extra = SERVERS[name]
+    if root != ROOT:
+        # the app files of that checkout (the interpreter stays this one)
+        argv = [str(root / "benchmarks" / Path(a).relative_to(HERE)) if a.startswith(str(HERE) + os.sep)
+                else a for a in argv]
     env = dict(os.environ, **extra)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root / "src"), env.get("PYTHONPATH")]))
     p = subprocess.Popen(taskset(core, argv + [str(port)]), env=env, stdout=log, stderr=log,
                          start_new_session=True)
     return wait_listening(p, name, port, log)
@@ -451,8 +457,7 @@ def headline_table(doc: dict) -> list[str]:
     row("echo with ack: server CPU µs per event", _sc("ack", "cpu_us"), "us")
     row("broadcast to everyone: deliveries/s (wall clock)", _sc("all", "rate"), "rate")
     row("broadcast to everyone: server CPU µs per delivery", _sc("all", "cpu_us"), "us")
-    row("broadcast to everyone: deliveries per server-CPU-second",
-        lambda r: (1e6 / r["scen"]["all"]["cpu_us"]) if "all" in r["scen"] else None, "rate")
+    row("broadcast to everyone: deliveries per server-CPU-second", _per_cpu_s("all"), "rate")
     row("broadcast to everyone: latency p50 ms at ½ saturation", _sc("all", "p50_ms"), "ms")
     row("broadcast to everyone: latency p99 ms at ½ saturation", _sc("all", "p99_ms"), "ms")
     row("binary broadcast deliveries/s", _sc("bin", "rate"), "rate")
@@ -525,6 +530,18 @@ def closing_note(doc: dict) -> list[str]:
     return out
 
 
+def _per_cpu_s(scen: str):
+    """A run's deliveries per server-CPU-second in scenario scen (None without it)."""
+    return lambda r: (1e6 / r["scen"][scen]["cpu_us"]) if scen in r["scen"] else None
+
+
+def _roomcast_figures(runs: list[dict], n: int, get, base: str | None = None) -> list:
+    """roomcast's figures at n clients, one a repetition: get(run), or its ratio to the
+    base server's in the same repetition."""
+    g = gather(runs, ["roomcast"], [n], get, base_server=base or BASELINE)[("roomcast", n)]
+    return g["ratios"] if base else g["vals"]
+
+
 def targets(doc: dict) -> list[str]:
     """Issue 3's end-to-end targets (5,000 clients, broadcast to everyone, one core), as measured."""
     runs, servers = doc["runs"], _servers(doc)
@@ -534,14 +551,14 @@ def targets(doc: dict) -> list[str]:
     rate, cpu = _sc("all", "rate"), _sc("all", "cpu_us")
 
     def med_ratio(get, base, invert=False):
-        g = gather(runs, ["roomcast"], [n], get, base_server=base)[("roomcast", n)]["ratios"]
+        g = _roomcast_figures(runs, n, get, base)
         if not g:
             return None
         m = statistics.median(g)
         return 1 / m if invert else m
 
     def med(get):
-        v = gather(runs, ["roomcast"], [n], get)[("roomcast", n)]["vals"]
+        v = _roomcast_figures(runs, n, get)
         return statistics.median(v) if v else None
 
     def wall_bin(r):
@@ -575,19 +592,14 @@ def targets_issue8(doc: dict) -> list[str]:
         return []
 
     def ratios(get, base):
-        if base not in servers:
-            return []
-        return gather(runs, ["roomcast"], [n], get, base_server=base)[("roomcast", n)]["ratios"]
+        return _roomcast_figures(runs, n, get, base) if base in servers else []
 
     def vals(get):
-        return gather(runs, ["roomcast"], [n], get)[("roomcast", n)]["vals"]
+        return _roomcast_figures(runs, n, get)
 
     def span(xs, fmt_):
         m = statistics.median(xs)
         return fmt_(m) if len(xs) < 2 else f"{fmt_(m)} ({fmt_(min(xs))}–{fmt_(max(xs))})"
-
-    def per_cpu_s(scen):
-        return lambda r: (1e6 / r["scen"][scen]["cpu_us"]) if scen in r["scen"] else None
 
     x = lambda v: f"{v:.2f}×"
     rows = []
@@ -607,10 +619,10 @@ def targets_issue8(doc: dict) -> list[str]:
         lambda v: f"{v:.2f} ms", lambda m: m <= 5)
     add("echo with ack: server CPU per event ≤ Node's (ratio)", ratios(_sc("ack", "cpu_us"), "node"), x,
         lambda m: m <= 1)
-    add("broadcast to everyone: deliveries per server-CPU-second ≥ 4× Node", ratios(per_cpu_s("all"), "node"),
+    add("broadcast to everyone: deliveries per server-CPU-second ≥ 4× Node", ratios(_per_cpu_s("all"), "node"),
         x, lambda m: m >= 4)
     add("broadcast to everyone: deliveries per server-CPU-second ≥ 10× python-socketio",
-        ratios(per_cpu_s("all"), "psio"), x, lambda m: m >= 10)
+        ratios(_per_cpu_s("all"), "psio"), x, lambda m: m >= 10)
     add("RSS per idle WebSocket connection ≤ 16 KiB", [v / 1024 for v in vals(lambda r: r["rss_per_conn"])],
         lambda v: f"{v:.1f} KiB", lambda m: m <= 16)
     add("connections/s ≥ 1.5× Node", ratios(lambda r: r["conn_per_s"], "node"), x, lambda m: m >= 1.5)

@@ -51,20 +51,9 @@ def build_checkout(rev: str, parent: Path) -> Path:
     return path
 
 
-def start(name: str, checkout: Path | None, port: int, core: int, log) -> subprocess.Popen:
-    """run.start_server, but a roomcast server may come from another checkout."""
-    if checkout is None:
-        return run.start_server(name, port, core, log)
-    env = dict(os.environ, ROOMCAST_REQUIRE_EXTENSIONS="1", PYTHONPATH=str(checkout / "src"))
-    argv = run.taskset(core, [sys.executable, str(checkout / "benchmarks" / "servers" / "roomcast_app.py"),
-                              str(port)])
-    p = subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
-    return run.wait_listening(p, name, port, log)
-
-
 def session(name: str, checkout: Path | None, n: int, secs: float, lg_binary: Path, log) -> dict:
     port = run.free_port()
-    srv = start(name, checkout, port, 0, log)
+    srv = run.start_server(name, port, 0, log, root=checkout or run.ROOT)
     lg = run.Loadgen(lg_binary, 1, log)
     out: dict = {}
     errors: list = []
