@@ -33,9 +33,10 @@ import geventwebsocket.handler
 from gevent import pywsgi
 
 from roomcast import metrics
+from roomcast import upgrade_request
 from roomcast import workers as worker_processes
 from roomcast.engine import http
-from roomcast.engine.tcp import set_nodelay
+from roomcast.engine.tcp import can_take_over, set_nodelay
 from roomcast.request_headers import parse_headers
 
 log = logging.getLogger("roomcast.http")
@@ -76,7 +77,8 @@ class WSGIApp:
         self.other_app = other_app
         self.static_files = dict(static_files or {})
 
-    def _engine_for(self, path: str):
+    def engine_at(self, path: str):
+        """The engine serving this URL path, or None."""
         for engine in self.engines:
             if path == engine.path or path.startswith(engine.path + "/"):
                 return engine
@@ -84,7 +86,7 @@ class WSGIApp:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/") or "/"
-        engine = self._engine_for(path)
+        engine = self.engine_at(path)
         if engine is not None:
             return engine.handle_request(environ, start_response)
         static = self._static_file(path)
@@ -94,19 +96,25 @@ class WSGIApp:
             return self.other_app(environ, start_response)
         return http.respond(start_response, "404 Not Found", b"Not Found", "text/plain")
 
+    # roomcast's WebSocketHandler answers a new session's WebSocket request on an engine's
+    # path itself (roomcast.upgrade_request) when the app's __call__ says that it passes
+    # those requests straight to the engine; an override of __call__ that does not say
+    # so gets every request.
+    __call__.engine_paths_first = True   # type: ignore[attr-defined]
+
     def websocket_refusal(self, environ: dict) -> str | None:
         """Asked by roomcast's WebSocketHandler before it upgrades a request."""
-        engine = self._engine_for(environ.get("PATH_INFO", "/") or "/")
+        engine = self.engine_at(environ.get("PATH_INFO", "/") or "/")
         return None if engine is None else engine.websocket_refusal(environ)
 
     def websocket_extensions(self, environ: dict) -> str | None:
         """Asked by roomcast's WebSocketHandler as it accepts a WebSocket request."""
-        engine = self._engine_for(environ.get("PATH_INFO", "/") or "/")
+        engine = self.engine_at(environ.get("PATH_INFO", "/") or "/")
         return None if engine is None else engine.websocket_extensions(environ)
 
     def origin_refusal(self, environ: dict) -> http.Refusal | None:
         """Asked by roomcast's WebSocketHandler before it upgrades a request."""
-        engine = self._engine_for(environ.get("PATH_INFO", "/") or "/")
+        engine = self.engine_at(environ.get("PATH_INFO", "/") or "/")
         return None if engine is None else engine.origin_refusal(environ)
 
     def _static_file(self, path: str) -> str | None:
@@ -205,9 +213,98 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
         self.socket = None
         return True
 
+    #: answer a new Engine.IO session's WebSocket request without pywsgi when it can
+    #: (roomcast.upgrade_request); False sends every request the pywsgi way
+    upgrade_at_once = True
+
     def handle(self):
         set_nodelay(self.socket)
+        if self.upgrade_at_once and self._upgrade_at_once():
+            return None
         return super().handle()
+
+    _refusal: tuple[str, str, bytes] | None = None
+
+    def _upgrade_at_once(self) -> bool:
+        """True when the connection's first request was a new session's WebSocket and
+        was answered here (or the connection ended before a request came); False when
+        the request goes the pywsgi way (what was read stays in the reader for it)."""
+        app = self.server.application   # pywsgi sets self.application per request
+        if (not getattr(type(app).__call__, "engine_paths_first", False)
+                or not can_take_over(self.socket)):
+            return False
+        self._request_start = time.monotonic()
+        self.time_start = time.time()
+        headers_timeout = self._limit("headers_timeout", HEADERS_TIMEOUT)
+        if headers_timeout is not None:
+            self._headers_timer = gevent.Timeout(headers_timeout, _HeadersTimedOut)
+            self._headers_timer.start()
+        try:
+            data = self.rfile.peek()   # waits for the first segment; reads nothing more
+        except _HeadersTimedOut:
+            self._headers_timed_out()
+            return True
+        except OSError:
+            self._stop_headers_timer()
+            return True
+        except BaseException:
+            self._stop_headers_timer()
+            raise
+        if not data:
+            self._stop_headers_timer()
+            return True   # closed before a request: nothing to answer
+        request = upgrade_request.parse(data)
+        engine = None if request is None else app.engine_at(request.path)
+        if engine is None:
+            return False   # read the pywsgi way, within what is left of headers_timeout
+        env = self._environ_of(request)
+        if http.query_of(env).get("sid") is not None:
+            return False   # an upgrade of a polling session (maybe another worker's)
+        refusal = engine.origin_refusal(env)
+        if refusal is not None:
+            self._refusal = (refusal.status, refusal.content_type, refusal.body)
+            return False   # answered the pywsgi way, without asking again
+        message = engine.websocket_refusal(env)
+        if message is not None:
+            self._refusal = ("400 Bad Request", "text/html", message.encode("utf-8"))
+            return False
+        head = upgrade_request.switching_protocols(env["HTTP_SEC_WEBSOCKET_KEY"],
+                                                   engine.websocket_extensions(env))
+        self._stop_headers_timer()
+        self.rfile.read(len(data))   # the buffered bytes: request and early frames
+        hold = getattr(self, "connection_hold", None)
+        engine.accept_websocket(env, self.socket, data[request.length:], head,
+                                hold.keep() if hold is not None else None)
+        self.socket = None   # the engine's now; the server closes only its detached shell
+        self.requestline = request.requestline
+        self.status = self._orig_status = "101 Switching Protocols"
+        self.response_length = 0
+        self.time_finish = time.time()
+        self.log_request()
+        return True
+
+    def _environ_of(self, request: upgrade_request.UpgradeRequest) -> dict:
+        """The environ pywsgi and gevent-websocket would give this request."""
+        env = self.server.get_environ()
+        env["REQUEST_METHOD"] = "GET"
+        env["SCRIPT_NAME"] = ""
+        env["PATH_INFO"] = request.path
+        env["QUERY_STRING"] = request.query
+        env["SERVER_PROTOCOL"] = "HTTP/1.1"
+        address = self.client_address
+        if isinstance(address, tuple):
+            env["REMOTE_ADDR"] = str(address[0])
+            env["REMOTE_PORT"] = str(address[1])
+        env.update(request.headers)
+        env["wsgi.input"] = self.rfile
+        env["wsgi.input_terminated"] = False
+        env["roomcast.nodelay"] = True
+        hold = getattr(self, "connection_hold", None)
+        if hold is not None:
+            env["roomcast.connection"] = hold
+        env["wsgi.websocket_version"] = request.headers["HTTP_SEC_WEBSOCKET_VERSION"]
+        self.environ = env
+        return env
 
     def _headers(self):
         """The request's headers as environ items, as pywsgi's _headers() gives them,
@@ -247,11 +344,12 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
                 if idle is not None:
                     return ""   # idle too long: close quietly, as Node does
         self._requests_read += 1
-        self._request_start = time.monotonic()
-        headers_timeout = self._limit("headers_timeout", HEADERS_TIMEOUT)
-        if headers_timeout is not None:
-            self._headers_timer = gevent.Timeout(headers_timeout, _HeadersTimedOut)
-            self._headers_timer.start()
+        if self._headers_timer is None:   # else _upgrade_at_once started it at the connection
+            self._request_start = time.monotonic()
+            headers_timeout = self._limit("headers_timeout", HEADERS_TIMEOUT)
+            if headers_timeout is not None:
+                self._headers_timer = gevent.Timeout(headers_timeout, _HeadersTimedOut)
+                self._headers_timer.start()
         try:
             return super().read_requestline()
         except _HeadersTimedOut:
@@ -322,6 +420,9 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
         return env
 
     def run_application(self):
+        if self._refusal is not None:   # decided by _upgrade_at_once (asked once only)
+            refusal, self._refusal = self._refusal, None
+            return self._refuse(*refusal)
         if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
             ask_origin = getattr(self.application, "origin_refusal", None)
             refusal = ask_origin(self.environ) if ask_origin is not None else None

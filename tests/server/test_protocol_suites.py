@@ -101,7 +101,10 @@ class _CountingHandler(roomcast.wsgi.WebSocketHandler):
     """Counts the connections whose handler waits for a request line, so that a test
     can write to several connections while all of their readers are parked: the
     server then wakes them in an order the test does not choose (gevent tends to
-    wake the last-written socket first)."""
+    wake the last-written socket first). Every request goes the pywsgi way, where the
+    handler waits in read_requestline (these are polling requests anyway)."""
+
+    upgrade_at_once = False
 
     def read_requestline(self):
         self.server.parked += 1

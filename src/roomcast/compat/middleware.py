@@ -77,13 +77,15 @@ class WSGIApp(_NativeWSGIApp):
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/") or "/"
-        if self.psio_static_files and self._engine_for(path) is None:
+        if self.psio_static_files and self.engine_at(path) is None:
             found = resolve_static(path, self.psio_static_files)
             if found is not None and os.path.isfile(found["filename"]):
                 with open(found["filename"], "rb") as f:
                     body = f.read()
                 return http.respond(start_response, "200 OK", body, found["content_type"])
         return super().__call__(environ, start_response)
+
+    __call__.engine_paths_first = True   # type: ignore[attr-defined]  (roomcast.wsgi.WSGIApp)
 
 
 class Middleware(WSGIApp):

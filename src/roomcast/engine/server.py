@@ -21,7 +21,7 @@ from roomcast.engine.cors import CorsOptions
 from roomcast.engine.memory import Trimmer
 from roomcast.engine.sendbuffer import DEFAULT_MAX_SEND_BUFFER
 from roomcast.engine.socket import EngineSocket
-from roomcast.engine.tcp import request_socket, set_nodelay, take_over
+from roomcast.engine.tcp import detach, request_socket, set_nodelay, take_over
 from roomcast.events import EventEmitter
 from roomcast.worker_ids import tagged_id
 from roomcast.ws_deflate import deflate_options, negotiate
@@ -398,6 +398,18 @@ class EngineServer(EventEmitter):
         finally:
             _retire(ws)   # we send our own close frame; gevent-websocket must not add one
         return []
+
+    def accept_websocket(self, environ: dict, sock: Any, early: bytes, head: bytes,
+                         on_release: Callable[[], None] | None = None) -> EngineSocket:
+        """A new session over a WebSocket whose request roomcast's handler read itself
+        (roomcast.upgrade_request), after origin_refusal(), websocket_refusal() and
+        websocket_extensions() had their say: ``sock`` is the gevent socket (plain TCP,
+        taken over here), ``early`` what was read past the request, ``head`` the 101,
+        which leaves in one send() with the open packet."""
+        conn = self._new_session(environ, "websocket")
+        conn.start_websocket(detach(sock), early, probing=False, on_release=on_release,
+                             deflate=environ.get("roomcast.deflate"), head=head)
+        return conn
 
     def websocket_refusal(self, environ: dict) -> str | None:
         """Why this WebSocket request would be refused (Node's abortUpgrade), or None.

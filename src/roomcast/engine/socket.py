@@ -617,7 +617,8 @@ class EngineSocket(EventEmitter):
         return reader
 
     def start_websocket(self, sock, early: bytes, probing: bool,
-                        on_release: Callable[[], None] | None = None, deflate=None) -> None:
+                        on_release: Callable[[], None] | None = None, deflate=None,
+                        head: bytes = b"") -> None:
         """Serve a plain TCP WebSocket from the event loop; the caller's greenlet may end.
 
         ``sock`` is a non-blocking socket the engine now owns (it closes it), ``early``
@@ -626,7 +627,11 @@ class EngineSocket(EventEmitter):
         becomes the session's transport only once the client sends "5".
         ``on_release()`` is called once the socket is closed.
         ``deflate``: the permessage-deflate parameters agreed in the handshake, or None.
+        ``head``: bytes to write before anything else (the 101 that roomcast's handler
+        did not write itself, so that it leaves in one send() with the open packet).
         """
+        if head:
+            self._queue = [head, *self._queue]
         reader = self._open_websocket(sock, probing, deflate)
         reader.on_release = on_release
         reader.watcher = get_hub().loop.io(sock.fileno(), _READ)

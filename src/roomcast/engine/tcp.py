@@ -39,17 +39,32 @@ def request_socket(environ: dict) -> Any:
     return getattr(getattr(reader, "raw", None), "_sock", None)   # socket.SocketIO
 
 
+def can_take_over(sock: Any) -> bool:
+    """Whether take_over() can take this socket: plain TCP from gevent (not TLS)."""
+    # asked of the class: a gevent socket answers a missing attribute by raising in __getattr__
+    return (not hasattr(type(sock), "cipher") and hasattr(sock, "detach")
+            and hasattr(sock, "settimeout"))
+
+
+def detach(sock: Any) -> Any:
+    """A non-blocking socket on the same descriptor; ``sock`` (the server's) lets go of
+    it, so that the server's cleanup neither closes nor reads it. Only for
+    sockets that can_take_over()."""
+    sock.settimeout(0.0)
+    raw = _socket.socket(fileno=sock.detach())
+    raw.setblocking(False)
+    return raw
+
+
 def take_over(sock: Any, rfile: Any, read_size: int = 65536) -> tuple[Any, bytes] | None:
     """Take an upgraded connection away from its gevent WSGI server, so that its request
     greenlet can end while the connection lives on in the event loop.
 
-    Returns a non-blocking socket the caller now owns (the server's socket object is
-    detached: the server's cleanup neither closes nor reads it) and the bytes the server
-    had already read past the request; None when ``sock`` cannot be taken over (TLS,
-    or not a gevent socket), and then nothing was changed.
+    Returns a non-blocking socket the caller now owns (detach()) and the bytes the
+    server had already read past the request; None when ``sock`` cannot be taken over
+    (TLS, or not a gevent socket), and then nothing was changed.
     """
-    # asked of the class: a gevent socket answers a missing attribute by raising in __getattr__
-    if hasattr(type(sock), "cipher") or not hasattr(sock, "detach") or not hasattr(sock, "settimeout"):
+    if not can_take_over(sock):
         return None
     sock.settimeout(0.0)   # from here on, reads never wait
     early = b""
@@ -58,7 +73,4 @@ def take_over(sock: Any, rfile: Any, read_size: int = 65536) -> tuple[Any, bytes
             early = rfile.read1(read_size) or b""   # what the reader buffered, or b""
         except OSError:
             early = b""
-    fd = sock.detach()
-    raw = _socket.socket(fileno=fd)
-    raw.setblocking(False)
-    return raw, early
+    return detach(sock), early
