@@ -23,10 +23,29 @@ MAX_HEADERS = 100          # http.client's limit, as pywsgi reads headers
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUPPORTED_VERSIONS = ("13", "8", "7")   # gevent-websocket's
 
-# a header line as the feed parser reads it ([\041-\071\073-\176] are its name characters)
-_HEADER_LINE = re.compile(r"([\041-\071\073-\176]+):[ \t]*([^\r\n]*)")
+# a header name as the feed parser reads it ([\041-\071\073-\176] are its name characters)
+_NAME = re.compile(r"[\041-\071\073-\176]+")
 # headers that mean a body, or that pywsgi turns into something else than HTTP_*
 _NOT_PLAIN = frozenset(("CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING", "HTTP_EXPECT"))
+# header name -> its environ key ("" for a name pywsgi drops); clients send the same few
+_ENVIRON_KEYS: dict[str, str] = {}
+_MAX_KEYS = 1024
+
+
+def _environ_key(name: str) -> str | None:
+    """The environ key of a header name; None for a name the feed parser would not read."""
+    key = _ENVIRON_KEYS.get(name)
+    if key is None:
+        if _NAME.fullmatch(name) is None:
+            return None
+        if "_" in name:
+            key = ""   # pywsgi (and roomcast's WebSocketHandler) drop them
+        else:
+            key = name.replace("-", "_").upper()
+            key = key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+        if len(_ENVIRON_KEYS) < _MAX_KEYS:
+            _ENVIRON_KEYS[name] = key
+    return key
 
 
 class UpgradeRequest(NamedTuple):
@@ -42,36 +61,36 @@ def parse(data: bytes) -> UpgradeRequest | None:
     end = data.find(b"\r\n\r\n")
     if end < 0 or not data.startswith(b"GET /"):
         return None
-    lines = data[:end].decode("latin-1").split("\r\n")
-    if len(lines) > MAX_HEADERS + 1:
-        return None
-    requestline = lines[0]
-    words = requestline.split()
+    text = data[:end + 2].decode("latin-1")   # the request line and header lines, CRLF each
+    line_end = text.index("\r\n")
+    words = text[:line_end].split()
     if len(words) != 3 or words[2] != "HTTP/1.1":
         return None
-    target = words[1]
-    path, _, query = target.partition("?")
+    path, _, query = words[1].partition("?")
     if "%" in path:
         return None
-    headers = environ_items(lines[1:])
+    headers = environ_items(text[line_end + 2:])
     if headers is None or not _is_websocket_upgrade(headers):
         return None
-    return UpgradeRequest(requestline, path, query, headers, end + 4)
+    return UpgradeRequest(text[:line_end], path, query, headers, end + 4)
 
 
-def environ_items(lines: list[str]) -> dict[str, str] | None:
-    """The HTTP_* environ items of these header lines, merged as pywsgi merges repeated
-    names; None for a line that is no plain header or a header that means a body."""
+def environ_items(block: str) -> dict[str, str] | None:
+    """The HTTP_* environ items of a block of CRLF-ended header lines, merged as pywsgi
+    merges repeated names; None for a line that is no plain header, for more than
+    MAX_HEADERS lines, or for a header that means a body."""
+    lines = block.split("\r\n")
+    n = len(lines) - 1
+    if lines.pop() or n > MAX_HEADERS or block.count("\n") != n or block.count("\r") != n:
+        return None   # not CRLF-ended, too many lines, or a bare CR or LF in a line
     env: dict[str, str] = {}
     for line in lines:
-        match = _HEADER_LINE.fullmatch(line)
-        if match is None:
+        name, colon, value = line.partition(":")
+        key = _environ_key(name)
+        if key is None or not colon:
             return None
-        name, value = match.groups()
-        if "_" in name:
-            continue   # pywsgi (and roomcast's WebSocketHandler) drop them
-        key = name.replace("-", "_").upper()
-        key = key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+        if not key:
+            continue
         if key in _NOT_PLAIN:
             return None
         value = value.strip()

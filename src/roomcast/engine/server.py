@@ -60,10 +60,15 @@ def _retire(ws) -> None:
         ws.__class__ = _RetiredWebSocket
 
 
-def session_environ(environ: dict) -> dict:
+def session_environ(environ: dict, owned: bool = False) -> dict:
     """A copy of the first request's environ, for the whole session, without its
     input and wsgi.errors (EngineSocket.environ puts an empty body and the stream
-    in when it is first read)."""
+    in when it is first read). ``owned``: the caller gives this environ away, so it
+    becomes the session's (those keys taken out) instead of a copy."""
+    if owned:
+        for key in _REQUEST_IO:
+            environ.pop(key, None)
+        return environ
     return {key: value for key, value in environ.items() if key not in _REQUEST_IO}
 
 
@@ -304,10 +309,10 @@ class EngineServer(EventEmitter):
         return None, None
 
     # ------------------------------------------------------------------ handshakes
-    def _new_session(self, environ: dict, transport: str) -> EngineSocket:
+    def _new_session(self, environ: dict, transport: str, owned: bool = False) -> EngineSocket:
         sid = generate_id()
-        conn = EngineSocket(self, sid, session_environ(environ), transport,
-                            environ.get("wsgi.errors"))
+        errors = environ.get("wsgi.errors")
+        conn = EngineSocket(self, sid, session_environ(environ, owned), transport, errors)
         upgrades = (["websocket"] if transport == "polling" and self.allow_upgrades
                     and "websocket" in self.transports else [])
         ping_interval, ping_timeout = int(self.ping_interval * 1000), int(self.ping_timeout * 1000)
@@ -405,10 +410,11 @@ class EngineServer(EventEmitter):
         (roomcast.upgrade_request), after origin_refusal(), websocket_refusal() and
         websocket_extensions() had their say: ``sock`` is the gevent socket (plain TCP,
         taken over here), ``early`` what was read past the request, ``head`` the 101,
-        which leaves in one send() with the open packet."""
-        conn = self._new_session(environ, "websocket")
+        which leaves in one send() with the open packet. The session keeps ``environ``."""
+        deflate = environ.get("roomcast.deflate")
+        conn = self._new_session(environ, "websocket", owned=True)
         conn.start_websocket(detach(sock), early, probing=False, on_release=on_release,
-                             deflate=environ.get("roomcast.deflate"), head=head)
+                             deflate=deflate, head=head)
         return conn
 
     def websocket_refusal(self, environ: dict) -> str | None:
