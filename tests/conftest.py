@@ -88,7 +88,7 @@ def wait_for() -> Callable[..., Any]:
 def impl(request: pytest.FixtureRequest) -> str:
     """Every test runs twice: with the compiled core ("c") and with its pure twin ("py")."""
     if request.param == "c" and not _speedups.extensions_available():
-        reason = ("the compiled core (roomcast._encoder_c, _rooms_c, _fanout_c) is not built; "
+        reason = ("the compiled core (roomcast._encoder_c, _rooms_c, _fanout_c, _frames_c) is not built; "
                   "install with a C compiler and Cython to test it")
         if REQUIRE_EXTENSIONS:
             pytest.fail(f"ROOMCAST_REQUIRE_EXTENSIONS=1 but {reason}", pytrace=False)

@@ -14,11 +14,13 @@ want_compiled = os.environ.get("ROOMCAST_REQUIRE_EXTENSIONS", "") not in ("", "0
 here = os.path.dirname(roomcast.__file__)
 assert here.startswith(sys.prefix), f"roomcast imported from {here}, not from {sys.prefix}"
 if want_compiled:
-    from roomcast import _fanout_c, _rooms_c
+    from roomcast import _fanout_c, _frames_c, _rooms_c
 
     assert roomcast.USING_EXTENSIONS, "the wheel's compiled core is not in use"
     assert _rooms_c.__file__.startswith(here) and _fanout_c.__file__.startswith(here)
+    assert _frames_c.__file__.startswith(here)
     assert _speedups.RoomIndex is _rooms_c.RoomIndex
+    assert _speedups.FrameParser is _frames_c.FrameParser
 
 
 class Queued:

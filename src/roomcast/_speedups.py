@@ -29,20 +29,24 @@ if TYPE_CHECKING:
                                       encode_packet as encode_packet, ws_frame as ws_frame)
     from roomcast._fanout_py import ConnTable as ConnTable, fanout as fanout
     from roomcast._rooms_py import RoomIndex as RoomIndex, Selection as Selection
+    from roomcast._frames_py import FrameParser as FrameParser
 
 _EXPORTS = {
     "encoder": ("EncodedPacket", "encode_packet", "encode_msgpack", "encode_eio", "ws_frame"),
     "rooms": ("RoomIndex", "Selection"),
     "fanout": ("ConnTable", "fanout"),
+    "frames": ("FrameParser",),
 }
 
 
 def _modules(pure: bool) -> dict[str, ModuleType]:
     if pure:
         from roomcast import _encoder_py as encoder, _fanout_py as fanout, _rooms_py as rooms
+        from roomcast import _frames_py as frames
     else:
         from roomcast import _encoder_c as encoder, _fanout_c as fanout, _rooms_c as rooms
-    return {"encoder": encoder, "rooms": rooms, "fanout": fanout}
+        from roomcast import _frames_c as frames
+    return {"encoder": encoder, "rooms": rooms, "fanout": fanout, "frames": frames}
 
 
 def use(pure: bool) -> None:

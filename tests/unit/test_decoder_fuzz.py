@@ -15,7 +15,8 @@ from roomcast import _notepack
 from roomcast.adapters import _protocol as proto
 from roomcast.eio_packet import EngineParseError, decode_polling_payload, decode_text
 from roomcast.sio_packet import Decoder, Packet, ParseError
-from roomcast.ws_frames import FrameParser, WSProtocolError
+from roomcast import _speedups
+from roomcast.ws_frames import WSProtocolError
 
 FUZZ = settings(max_examples=200)
 FUZZ_SLOW = settings(max_examples=100)   # the strategies that build nested values
@@ -113,7 +114,7 @@ def ws_frames(draw) -> bytes:
        st.integers(1, 64), st.integers(0, 200))
 @FUZZ
 def test_websocket_frames(frames, chunk, max_size):
-    parser = FrameParser(max_size)
+    parser = _speedups.FrameParser(max_size)
     data = b"".join(frames)
     try:
         for i in range(0, len(data), chunk):

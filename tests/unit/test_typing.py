@@ -48,7 +48,8 @@ def stubtest(cwd: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "--mypy-config-file", os.devnull,
          "--allowlist", str(ROOT / "tests" / "unit" / "stubtest-allowlist.txt"),
-         "roomcast._encoder_c", "roomcast._rooms_c", "roomcast._fanout_c"],
+         "roomcast._encoder_c", "roomcast._rooms_c", "roomcast._fanout_c",
+         "roomcast._frames_c"],
         cwd=cwd, capture_output=True, text=True, timeout=300)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from roomcast import _speedups
 from roomcast.ws_deflate import DEFAULT_THRESHOLD, Inflater, deflate_options, negotiate
-from roomcast.ws_frames import BINARY, TEXT, FrameParser, WSProtocolError
+from roomcast.ws_frames import BINARY, TEXT, WSProtocolError
 from tests.unit.test_ws_frames import client_frame
 
 
@@ -82,7 +82,7 @@ def test_inflater_stops_a_bomb_at_the_limit():
 
 
 def test_frame_parser_inflates_rsv1_messages():
-    parser = FrameParser(100, inflater=Inflater(10_000))
+    parser = _speedups.FrameParser(100, inflater=Inflater(10_000))
     text = "é" * 500
     big = deflate(text.encode())
     whole = client_frame(TEXT, big, rsv=4)
@@ -101,20 +101,20 @@ def test_frame_parser_inflates_rsv1_messages():
 ])
 def test_frame_parser_refuses_reserved_bits_without_deflate(frame):
     with pytest.raises(WSProtocolError) as err:
-        FrameParser(100).feed(frame) if frame[0] & 0x40 else \
-            FrameParser(100, inflater=Inflater(100)).feed(frame)
+        _speedups.FrameParser(100).feed(frame) if frame[0] & 0x40 else \
+            _speedups.FrameParser(100, inflater=Inflater(100)).feed(frame)
     assert err.value.code == 1002
 
 
 def test_frame_parser_bomb_closes_with_1009():
-    parser = FrameParser(1_000_000, inflater=Inflater(1_000_000))
+    parser = _speedups.FrameParser(1_000_000, inflater=Inflater(1_000_000))
     with pytest.raises(WSProtocolError) as err:
         parser.feed(client_frame(BINARY, deflate(b"a" * 5_000_000), rsv=4))
     assert err.value.code == 1009
 
 
 def test_invalid_utf8_inside_a_compressed_text_message():
-    parser = FrameParser(100, inflater=Inflater(100))
+    parser = _speedups.FrameParser(100, inflater=Inflater(100))
     with pytest.raises(WSProtocolError) as err:
         parser.feed(client_frame(TEXT, deflate(b"\xff\xfe"), rsv=4))
     assert err.value.code == 1007

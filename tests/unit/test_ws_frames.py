@@ -7,11 +7,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomcast import _speedups
+from roomcast import _frames_py, _speedups
+from roomcast._frames_py import _unmask
 from roomcast.ws_frames import (
-    BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, FrameParser, WSProtocolError, _unmask,
-    close_frame, parse_close,
+    BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, WSProtocolError, close_frame, parse_close,
 )
+
+try:
+    from roomcast import _frames_c
+except ImportError:   # the compiled core is not built: the parity test says so
+    _frames_c = None
+
+
+def FrameParser(max_message_size: int, inflater=None):  # noqa: N802 (the class it makes)
+    """The parser of the core in use (the suite runs once with each, tests/conftest.py)."""
+    return _speedups.FrameParser(max_message_size, inflater)
 
 MASK = b"\x37\xfa\x21\x3d"
 
@@ -35,7 +45,7 @@ def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: b
     return bytes(head) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def feed_all(parser: FrameParser, data: bytes, chunk: int | None = None) -> list:
+def feed_all(parser, data: bytes, chunk: int | None = None) -> list:
     if chunk is None:
         return parser.feed(data)
     out = []
@@ -264,3 +274,40 @@ def test_close_frame_helper():
     assert long[4:].decode("utf-8") == "é" * 61
     assert parse_close(long[2:]) == (1000, "é" * 61)
     assert parse_close(b"") == (None, "")
+
+
+# one frame, well or badly formed: any opcode, reserved bits, mask or not, length forms
+# (declared or actual), fin or not
+_frames = st.builds(
+    lambda opcode, payload, fin, masked, rsv, lie: client_frame(
+        opcode, payload, fin=fin, mask=MASK if masked else None, rsv=rsv,
+        length=None if lie is None else lie),
+    st.sampled_from([CONTINUATION, TEXT, BINARY, 3, CLOSE, PING, PONG, 11]),
+    st.binary(max_size=200) | st.sampled_from([b"\xff\xfe", "\u00e9".encode(), b"\x03\xe8ok",
+                                                b"\x03\xed", b"\x00"]),
+    st.booleans(), st.booleans() | st.just(True), st.sampled_from([0, 0, 0, 4, 2]),
+    st.none() | st.none() | st.integers(0, 70000) | st.just(1 << 63))
+
+
+@settings(max_examples=400, deadline=None)
+@given(frames=st.lists(_frames, max_size=6), chunk=st.integers(1, 64),
+       limit=st.sampled_from([0, 10, 150, 1 << 20]))
+def test_the_compiled_parser_is_the_twin(frames, chunk, limit):
+    """Whatever the bytes and their chunking: the same messages, the same error (code,
+    text, messages before it) and the same failed state after it."""
+    assert _frames_c is not None, "the compiled core is not built (pip install -e .)"
+    data = b"".join(frames)
+    results = []
+    for parser in (_frames_py.FrameParser(limit), _frames_c.FrameParser(limit)):
+        got: list = []
+        error = None
+        try:
+            for i in range(0, len(data), chunk):
+                got += parser.feed(data[i:i + chunk])
+        except WSProtocolError as exc:
+            error = (exc.code, str(exc), exc.messages)
+            with pytest.raises(WSProtocolError) as again:
+                parser.feed(b"\x81\x80" + MASK)
+            assert again.value is not None and str(again.value) == str(exc)
+        results.append((got, error))
+    assert results[0] == results[1]

@@ -45,7 +45,7 @@ from roomcast.engine.uncompressed import wants_compression
 from roomcast.engine.sendbuffer import SEND_BUFFER_FULL, WRITE_TIMEOUT, SendBuffer
 from roomcast.events import EventEmitter
 from roomcast.ws_deflate import Inflater
-from roomcast.ws_frames import FrameParser, WSProtocolError, close_frame
+from roomcast.ws_frames import WSProtocolError, close_frame
 
 log = logging.getLogger("roomcast.engine")
 
@@ -78,7 +78,7 @@ class _Reader:
     def __init__(self, sock, max_message_size: int, inflater=None,
                  deflate_threshold: int | None = None) -> None:
         self.sock = sock
-        self.parser = FrameParser(max_message_size, inflater)
+        self.parser = _speedups.FrameParser(max_message_size, inflater)
         self.watcher = None   # None: TLS, read by the request greenlet
         # permessage-deflate agreed: the threshold of the compressed frames, else None
         self.deflate_threshold = deflate_threshold
