@@ -233,12 +233,8 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
         if (not getattr(type(app).__call__, "engine_paths_first", False)
                 or not can_take_over(self.socket)):
             return False
-        self._request_start = time.monotonic()
         self.time_start = time.time()
-        headers_timeout = self._limit("headers_timeout", HEADERS_TIMEOUT)
-        if headers_timeout is not None:
-            self._headers_timer = gevent.Timeout(headers_timeout, _HeadersTimedOut)
-            self._headers_timer.start()
+        self._start_headers_timer()
         try:
             data = self.rfile.peek()   # waits for the first segment; reads nothing more
         except _HeadersTimedOut:
@@ -345,11 +341,7 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
                     return ""   # idle too long: close quietly, as Node does
         self._requests_read += 1
         if self._headers_timer is None:   # else _upgrade_at_once started it at the connection
-            self._request_start = time.monotonic()
-            headers_timeout = self._limit("headers_timeout", HEADERS_TIMEOUT)
-            if headers_timeout is not None:
-                self._headers_timer = gevent.Timeout(headers_timeout, _HeadersTimedOut)
-                self._headers_timer.start()
+            self._start_headers_timer()
         try:
             return super().read_requestline()
         except _HeadersTimedOut:
@@ -364,6 +356,14 @@ class WebSocketHandler(geventwebsocket.handler.WebSocketHandler):
             return super().read_request(raw_requestline)
         finally:
             self._stop_headers_timer()
+
+    def _start_headers_timer(self) -> None:
+        """The request starts now; its line and headers must arrive within headers_timeout."""
+        self._request_start = time.monotonic()
+        headers_timeout = self._limit("headers_timeout", HEADERS_TIMEOUT)
+        if headers_timeout is not None:
+            self._headers_timer = gevent.Timeout(headers_timeout, _HeadersTimedOut)
+            self._headers_timer.start()
 
     def _stop_headers_timer(self) -> None:
         if self._headers_timer is not None:
