@@ -152,10 +152,22 @@ def test_refusals_are_the_same_and_ask_once(serve, way, answered_at_once, case):
     assert b"Connection: close" in lines
     assert body == body_of
     assert answered_at_once == []
-    if case == "origin":
-        assert refused == [4] and asked == []
-    elif way:   # once only (the pywsgi way asks again as the engine serves the request)
-        assert len(asked) == (0 if case == "version" else 1)
+    # a "connection_error" each, as Node's handleUpgrade emits; allow_request asked once
+    assert refused == [{"origin": 4, "version": 5, "allow_request": 4}[case]]
+    assert len(asked) == (1 if case == "allow_request" else 0)
+
+
+def test_an_accepted_websocket_asks_allow_request_once(serve, way, answered_at_once):
+    asked = []
+    io = roomcast.Server(allow_request=lambda environ: asked.append(environ["PATH_INFO"]) or True)
+    seen = []
+    io.on("connection", lambda s: seen.append(s.environ))
+    url = serve(io)
+    sock = upgrade(url, then=masked("40"))
+    read_until(sock, b"40{")
+    sock.close()
+    assert asked == ["/socket.io/"]
+    assert "roomcast.verified" not in seen[0]
 
 
 def test_a_request_in_pieces_goes_the_pywsgi_way_and_works(serve, answered_at_once):

@@ -39,7 +39,7 @@ _OPEN_PACKET = '{"sid":"%s","upgrades":%s,"pingInterval":%d,"pingTimeout":%d,"ma
 # 8 KiB buffer and its socket): a session's environ is a copy without them (and
 # without wsgi.errors, which the session keeps beside it: see EngineSocket.environ)
 _REQUEST_IO = ("wsgi.input", "wsgi.websocket", "gunicorn.socket", "gunicorn.sock",
-               "roomcast.connection", "wsgi.errors")
+               "roomcast.connection", "wsgi.errors", "roomcast.verified")
 
 
 class _RetiredWebSocket(WebSocket):
@@ -252,12 +252,12 @@ class EngineServer(EventEmitter):
             if ws is None and session.upgrading:
                 session.settle_upgrade()   # judged after what its WebSocket already holds
             session.expire_if_overdue()    # judged after a ping timeout whose timer is late
-        code, message = self._verify(environ, method, query, ws is not None)
+        # a WebSocket that roomcast's handler let through was verified (allow_request
+        # included) just before: Node asks allow_request once per request
+        verified = environ.pop("roomcast.verified", False)
+        code, message = self._verify(environ, method, query, ws is not None, ask_app=not verified)
         if code is not None:
-            if self._listeners.get("connection_error"):
-                self.emit("connection_error", {
-                    "environ": environ, "code": code,
-                    "message": message or http.ERROR_MESSAGES[code]})
+            self._connection_error(environ, code, message)
             if ws is not None:
                 # gevent-websocket has already answered 101: close this WebSocket only.
                 self._refuse_websocket(ws, code, message)
@@ -275,9 +275,10 @@ class EngineServer(EventEmitter):
             return self._post(conn, environ, start_response, cors_headers)
         return http.respond(start_response, "400 Bad Request", b"", None, cors_headers)
 
-    def _verify(self, environ: dict, method: str, query: dict, upgrade: bool
-                ) -> tuple[int | None, str | None]:
-        """Node's verify(): the checks every Engine.IO request passes, in its order."""
+    def _verify(self, environ: dict, method: str, query: dict, upgrade: bool,
+                ask_app: bool = True) -> tuple[int | None, str | None]:
+        """Node's verify(): the checks every Engine.IO request passes, in its order
+        (``ask_app``: False when allow_request already said yes to this request)."""
         transport = query.get("transport")
         if transport not in self.transports:
             return http.UNKNOWN_TRANSPORT, None
@@ -299,7 +300,7 @@ class EngineServer(EventEmitter):
             return http.BAD_REQUEST, None
         if query.get("EIO") != "4":
             return http.UNSUPPORTED_PROTOCOL_VERSION, None
-        if self.allow_request is not None:
+        if self.allow_request is not None and ask_app:
             try:
                 verdict = self.allow_request(environ)
             except Exception as exc:  # a refusal by exception carries its message
@@ -421,12 +422,20 @@ class EngineServer(EventEmitter):
         """Why this WebSocket request would be refused (Node's abortUpgrade), or None.
 
         A handler that asks before upgrading (roomcast.wsgi.WebSocketHandler)
-        answers a plain 400 with this message, exactly as Node does.
+        answers a plain 400 with this message, exactly as Node does; the refusal is a
+        "connection_error", as in Node's handleUpgrade.
         """
         code, message = self._verify(environ, "GET", http.query_of(environ), upgrade=True)
         if code is None:
+            environ["roomcast.verified"] = True   # handle_request does not ask allow_request again
             return None
+        self._connection_error(environ, code, message)
         return message or http.ERROR_MESSAGES[code]
+
+    def _connection_error(self, environ: dict, code: int, message: str | None) -> None:
+        if self._listeners.get("connection_error"):
+            self.emit("connection_error", {"environ": environ, "code": code,
+                                           "message": message or http.ERROR_MESSAGES[code]})
 
     @staticmethod
     def _drop_websocket(ws) -> None:
