@@ -224,9 +224,8 @@ class EngineServer(EventEmitter):
         """The refusal of a request whose origin is not allowed, or None (asked
         first on every request, and by roomcast's WebSocketHandler before upgrading)."""
         refusal = self.origin_check(environ)
-        if refusal is not None and self._listeners.get("connection_error"):
-            self.emit("connection_error", {"environ": environ, "code": http.FORBIDDEN,
-                                           "message": http.ORIGIN_NOT_ALLOWED})
+        if refusal is not None:
+            self._connection_error(environ, http.FORBIDDEN, http.ORIGIN_NOT_ALLOWED)
         return refusal
 
     def handle_request(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
