@@ -50,7 +50,6 @@ def detach(sock: Any) -> Any:
     """A non-blocking socket on the same descriptor; ``sock`` (the server's) lets go of
     it, so that the server's cleanup neither closes nor reads it. Only for
     sockets that can_take_over()."""
-    sock.settimeout(0.0)
     raw = _socket.socket(fileno=sock.detach())
     raw.setblocking(False)
     return raw
