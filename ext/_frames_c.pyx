@@ -48,7 +48,7 @@ cdef class FrameParser:
     cdef list _frags
     cdef unsigned long long _frag_size
     cdef object _error
-    cdef bint _no_limit_fits       # max_message_size < 0: every message is too big
+    cdef bint _refuse_all          # max_message_size < 0: every message is too big
     cdef unsigned long long _max
 
     def __init__(self, max_message_size, inflater=None):
@@ -60,8 +60,8 @@ cdef class FrameParser:
         self._frags = None
         self._frag_size = 0
         self._error = None
-        self._no_limit_fits = max_message_size < 0
-        self._max = 0 if self._no_limit_fits else min(max_message_size, (1 << 64) - 1)
+        self._refuse_all = max_message_size < 0
+        self._max = 0 if self._refuse_all else min(max_message_size, (1 << 64) - 1)
 
     def feed(self, data):
         """Add bytes; return every message completed by them."""
@@ -140,7 +140,7 @@ cdef class FrameParser:
                 total = length
             else:
                 total = 0
-            if self._no_limit_fits or total > self._max:
+            if self._refuse_all or total > self._max:
                 raise WSProtocolError(
                     MESSAGE_TOO_BIG, f"message of {total} bytes exceeds the limit of "
                     f"{self.max_message_size}")

@@ -31,7 +31,6 @@ def _unmask(data, mask: bytes) -> bytes:
     return bytes(out)
 
 
-
 class FrameParser:
     """Client->server frame parser; one per connection."""
 
