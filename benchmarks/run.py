@@ -197,12 +197,16 @@ def session(name: str, n: int, cfg, lg_binary: Path, log) -> dict:
         time.sleep(0.3)
         rss0 = proc_rss(srv.pid)
         c0 = proc_cpu(srv.pid)
-        res = lg.cmd(f"connect {port} {n} {cfg.inflight}")
+        # the load generator ends a phase itself after 10 s without progress; this deadline
+        # only has to outlast a slow but steady connect (50,000 clients in an emulated guest,
+        # benchmarks/in_vm.sh, go at a few hundred a second)
+        slow = max(120.0, n / 100)
+        res = lg.cmd(f"connect {port} {n} {cfg.inflight}", timeout=slow)
         c1 = proc_cpu(srv.pid)
         check(res, "connect", out["errors"])
         out["conn_per_s"] = n / res["wall"]
         out["connect_cpu_us"] = (c1 - c0) / n * 1e6
-        check(lg.cmd("join"), "join", out["errors"])
+        check(lg.cmd("join", timeout=slow), "join", out["errors"])
         time.sleep(cfg.settle)
         out["rss_per_conn"] = (proc_rss(srv.pid) - rss0) / n
         # Fresh TCP connections and buffers make a server's first ~100,000 deliveries cost up to

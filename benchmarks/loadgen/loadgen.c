@@ -59,6 +59,14 @@ enum { K_ALL, K_ROOM, K_MULTI, K_BIN, K_UNI };
 #define CTRL_ACK_BASE 2000000000u /* ack ids at or above this are control acks */
 #define MAX_LAT 4000000
 #define RBUF 262144
+/* Above this many clients, each connects from one of SOURCES loopback addresses
+ * (127.0.0.2 ...): with every client on 127.0.0.1, the kernel's search for a free
+ * ephemeral port slows each connect() down as the range (28,232 ports by default) fills. */
+#define SPREAD_ABOVE 16000
+#define SOURCES 16
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
 
 typedef struct {
     int fd, idx, state, retries;
@@ -337,6 +345,13 @@ static void start_connect(conn_t *c) {
     int one = 1; setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (nconns > SPREAD_ABOVE) {
+        /* the port is picked at connect(), for the whole 4-tuple, not at bind() */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        struct sockaddr_in src = { .sin_family = AF_INET };
+        src.sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1 + (uint32_t)(c->idx % SOURCES));
+        if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) die("bind");
+    }
     c->fd = fd; c->state = ST_TCP; c->inlen = c->outlen = 0; c->want_out = 1;
     c->got = c->expect = 0; c->bin_pending = 0; c->joined = 0;
     struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)c->idx };
