@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# run.py inside a KVM guest on this machine, for sizes the host's limits forbid: a sandbox
+# run.py inside a qemu guest on this machine, for sizes the host's limits forbid: a sandbox
 # whose hard descriptor limit is below 50,000 and that lacks CAP_SYS_RESOURCE cannot hold
 # 50,000 connections in one process, but a guest kernel's root can. The guest boots
 # Debian's kernel with a tiny initramfs (busybox + the virtio/9p modules) and mounts this
 # machine's root file system over 9p, so it runs this very checkout, venv and Node; only
 # the kernel (and its limits) differ. Both cores go to the guest (2 vCPUs): run.py pins
-# the server to vCPU 0 and the load generator to vCPU 1 as on the host.
+# the server to vCPU 0 and the load generator to vCPU 1 as on the host. The guest is
+# emulated unless VM_ACCEL=kvm (see below): its memory figures are real, its rates compare
+# the servers with each other only.
 #   bash benchmarks/in_vm.sh --clients 10000,50000 --scenarios all --servers roomcast,node --reps 1
 # Arguments go to run.py (its --out is benchmarks/results/raw/vm/ unless given). Needs root
-# (for /dev/kvm, and apt-get for qemu-system-x86, busybox-static and linux-image-amd64
-# when missing) and a built checkout (.venv, compiled extensions, the load generator).
+# (qemu's 9p passthrough, and apt-get for qemu-system-x86, busybox-static and
+# linux-image-amd64 when missing) and a built checkout (.venv, compiled extensions, the load generator).
 # Stops by itself: the guest powers off when run.py ends, and a deadline kills qemu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +20,7 @@ OUT=$ROOT/benchmarks/results/raw/vm
 
 if [ "${1:-}" = --guest ]; then
   # in the guest, as its init, on the host's root file system: the usual mounts, loopback up,
-  # room for 50,000+ connections from one address, then run.py, then power off
+  # a wide ephemeral port range, no descriptor limit to speak of, then run.py, then power off
   set +e
   mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
   mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /dev/shm
@@ -34,7 +36,6 @@ if [ "${1:-}" = --guest ]; then
   sleep 60
   exit 1
 fi
-[ -r /dev/kvm ] || { echo "/dev/kvm is needed" >&2; exit 1; }
 command -v qemu-system-x86_64 >/dev/null && command -v busybox >/dev/null \
   && ls /boot/vmlinuz-* >/dev/null 2>&1 \
   || DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-system-x86 busybox-static linux-image-amd64 >/dev/null
@@ -82,7 +83,7 @@ EOF
 chmod +x "$WORK/initrd/init"
 (cd "$WORK/initrd" && find . | cpio -o -H newc --quiet | gzip -1) > "$WORK/initrd.gz"
 
-# what the guest runs, read by the --guest branch below
+# what the guest runs, read by the --guest branch above
 {
   printf 'cd %q\n' "$ROOT"
   printf 'export PATH=%q HOME=%q\n' "$(dirname "$PY"):$PATH" "$HOME"
@@ -97,7 +98,8 @@ MEM_MB=$(( $(awk '/MemAvailable/ {print $2}' /proc/meminfo) * 3 / 4 / 1024 ))
 # is qemu's emulation (TCG, one thread per vCPU): memory figures are the guest's own, and
 # rates are only comparable between servers in the same guest run
 case "${VM_ACCEL:-tcg}" in
-  kvm) ACCEL=(-enable-kvm -cpu host,-arch-capabilities) ;;
+  kvm) [ -r /dev/kvm ] || { echo "VM_ACCEL=kvm needs /dev/kvm" >&2; exit 1; }
+       ACCEL=(-enable-kvm -cpu host,-arch-capabilities) ;;
   *) ACCEL=(-accel tcg,thread=multi -cpu max) ;;
 esac
 timeout "${VM_TIMEOUT:-3600}" qemu-system-x86_64 "${ACCEL[@]}" -smp 2 -m "$MEM_MB" \
