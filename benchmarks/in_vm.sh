@@ -109,4 +109,4 @@ timeout "${VM_TIMEOUT:-3600}" qemu-system-x86_64 "${ACCEL[@]}" -smp 2 -m "$MEM_M
   > "$OUT/console.log" 2>&1 || true
 grep -v '^\[' "$OUT/console.log" | tail -40 || true
 [ "$(cat "$OUT/guest-status" 2>/dev/null)" = 0 ] || { echo "the guest's run failed: $OUT/console.log" >&2; exit 1; }
-echo "results: $OUT"
+echo "done (console log: $OUT/console.log)"
