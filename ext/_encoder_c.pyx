@@ -16,6 +16,8 @@ from base64 import b64encode
 from datetime import date, datetime, timezone
 from json.encoder import c_make_encoder, encode_basestring
 
+from roomcast.plain_json import NOT_PLAIN_ERRORS, plain_encoder
+
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
@@ -305,28 +307,12 @@ cdef object _finite(object obj, set active, int depth=0):
     return obj
 
 
-class _NotPlain(Exception):
-    """Data the plain encoder hands back: a bytes-like, a date or another object."""
-
-
-def _not_plain(obj):
-    raise _NotPlain
-
-
-# Most data is plain JSON: one shared encoder, without the circular-reference check, whose
-# default() hands everything else back to the full path. Building a C encoder per call
-# costs about a third of encoding a small event. A cycle ends in RecursionError here and
-# gets the full path's answer.
-_PLAIN = (c_make_encoder(None, _not_plain, encode_basestring, None, ":", ",", False, False, False)
-          if c_make_encoder is not None else None)
-
-
 cdef tuple _encode_json(object data, bint binary_ok):
     """(json text, attachments) of data; bytes-likes become placeholders."""
-    if _PLAIN is not None:
+    if plain_encoder is not None:   # plain data first (roomcast.plain_json)
         try:
-            return "".join(_PLAIN(data, 0)), []
-        except (_NotPlain, ValueError, RecursionError):
+            return "".join(plain_encoder(data, 0)), []
+        except NOT_PLAIN_ERRORS:
             pass   # the full path, from the start: the same text or the same error
     cdef _Collector collector = _Collector(binary_ok)
     try:
